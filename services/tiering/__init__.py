@@ -1,0 +1,1 @@
+"""Tiering: the partner program's members, what they signed and achieved, and their tiers."""

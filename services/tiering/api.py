@@ -1,0 +1,151 @@
+"""Tiering's HTTP API: one router per resource."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Literal
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError
+from fastapi import APIRouter, Depends, Query
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, Field
+
+from shared.auth import Allow, Principal, Role
+from shared.problems import Problem
+from shared.web import Pool, Runtime
+
+from services.tiering.application import TieringApplication
+from services.tiering.domain import MembershipError, Partner
+
+Motion = Literal["sell", "manage", "service", "build"]
+
+
+class EnrolmentRequest(BaseModel):
+    legal_name: str = Field(min_length=1, max_length=300)
+    home_country: str = Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2")
+    regions: list[str] = Field(min_length=1, description="Regions the partner operates in")
+    motions: list[Motion] = Field(default=[], description="Addenda signed; `refer` needs none")
+    function: str = Field(examples=["sales"])
+    category: str = Field(examples=["solution_reseller"])
+    management: str = Field(default="formal_program")
+    enrolled_on: date | None = Field(default=None, description="Defaults to today")
+
+
+class PartnerStanding(BaseModel):
+    partner_id: UUID
+    legal_name: str
+    home_country: str
+    regions: list[str]
+    motions: list[str]
+    function: str
+    category: str
+    management: str
+    tiers: dict[str, str]
+    registrations: int
+    last_registered_at: datetime | None
+
+
+class PartnerSummary(BaseModel):
+    partner_id: UUID
+    legal_name: str
+    home_country: str
+    function: str
+    category: str
+
+
+class PartnerPage(BaseModel):
+    partners: list[PartnerSummary]
+    next_cursor: str | None
+
+
+def tiering(runtime: Runtime) -> TieringApplication:
+    assert isinstance(runtime.app, TieringApplication)
+    return runtime.app
+
+
+Tiering = Annotated[TieringApplication, Depends(tiering)]
+Manager = Annotated[Principal, Depends(Allow(Role.ADMIN, Role.CHANNEL_MANAGER))]
+Reader = Annotated[
+    Principal,
+    Depends(
+        Allow(
+            Role.ADMIN, Role.CHANNEL_MANAGER, Role.FINANCE, Role.AUDITOR, Role.CRM, Role.PARTNER
+        )
+    ),
+]
+
+partners = APIRouter(prefix="/v1/partners", tags=["partners"])
+
+
+async def _standing(partner: Partner, pool: Pool) -> PartnerStanding:
+    activity = await pool.fetchrow(
+        "SELECT registrations, last_registered_at FROM tiering_partner_activity"
+        " WHERE partner_id = $1",
+        partner.id,
+    )
+    return PartnerStanding(
+        partner_id=partner.id,
+        legal_name=partner.legal_name,
+        home_country=partner.home_country,
+        regions=partner.regions,
+        motions=partner.motions,
+        function=partner.function,
+        category=partner.category,
+        management=partner.management,
+        tiers=partner.tiers,
+        registrations=activity["registrations"] if activity else 0,
+        last_registered_at=activity["last_registered_at"] if activity else None,
+    )
+
+
+@partners.post("", status_code=201, response_model=PartnerStanding, summary="Enrol a partner")
+async def enrol(
+    body: EnrolmentRequest, app: Tiering, runtime: Runtime, pool: Pool, _: Manager
+) -> PartnerStanding:
+    try:
+        partner = await run_in_threadpool(
+            app.enrol_partner,
+            legal_name=body.legal_name,
+            home_country=body.home_country,
+            regions=body.regions,
+            motions=list(body.motions),
+            function=body.function,
+            category=body.category,
+            management=body.management,
+            on=body.enrolled_on or runtime.clock.now().date(),
+        )
+    except MembershipError as error:
+        raise Problem(422, "membership-rule", str(error)) from error
+    return await _standing(partner, pool)
+
+
+@partners.get("/{partner_id}", response_model=PartnerStanding, summary="A partner's standing")
+async def standing(
+    partner_id: UUID, app: Tiering, pool: Pool, principal: Reader
+) -> PartnerStanding:
+    if not principal.may_see_partner(partner_id):
+        raise Problem(404, "partner-not-found", f"No partner {partner_id}.")
+    try:
+        partner = await run_in_threadpool(app.partner, partner_id)
+    except AggregateNotFoundError as error:
+        raise Problem(404, "partner-not-found", f"No partner {partner_id}.") from error
+    return await _standing(partner, pool)
+
+
+@partners.get("", response_model=PartnerPage, summary="Partners of the program")
+async def list_partners(
+    pool: Pool,
+    _: Annotated[Principal, Depends(Allow(Role.ADMIN, Role.CHANNEL_MANAGER, Role.FINANCE, Role.AUDITOR))],
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    cursor: Annotated[UUID | None, Query(description="`next_cursor` of the previous page")] = None,
+) -> PartnerPage:
+    rows = await pool.fetch(
+        "SELECT partner_id, legal_name, home_country, function, category FROM tiering_partners"
+        " WHERE ($1::uuid IS NULL OR partner_id > $1) ORDER BY partner_id LIMIT $2",
+        cursor,
+        limit + 1,
+    )
+    page = [PartnerSummary(**dict(row)) for row in rows[:limit]]
+    next_cursor = str(page[-1].partner_id) if len(rows) > limit else None
+    return PartnerPage(partners=page, next_cursor=next_cursor)

@@ -1,0 +1,57 @@
+"""The one bootstrap of the tiering service: settings in, a running service out."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from fastapi import FastAPI
+
+from shared.clock import ServiceClock, utc_now
+from shared.contracts import DealRegistered
+from shared.database import ensure_schema, resolve_database_url
+from shared.runtime import ServiceRuntime, own_log, published_log
+from shared.settings import ServiceSettings
+from shared.subscriptions import Follower
+from shared.web import create_service_api
+
+from services.tiering.api import partners
+from services.tiering.application import TieringApplication
+from services.tiering.projections import ActivityView, MembersView
+
+NAME = "tiering"
+
+
+def build_runtime(
+    settings: ServiceSettings | None = None, *, now: Callable[[], datetime] = utc_now
+) -> ServiceRuntime:
+    settings = settings or ServiceSettings()
+    url, embedded = resolve_database_url(settings)
+    schema = settings.db_schema
+    ensure_schema(url, schema)
+    app = TieringApplication(url, schema=schema)
+    members = MembersView.open(url, schema=schema)
+    activity = ActivityView.open(url, schema=schema)
+    registrations = published_log(url, "registration", [DealRegistered], schema=schema)
+    return ServiceRuntime(
+        name=NAME,
+        settings=settings,
+        database_url=url,
+        app=app,
+        followers=[
+            Follower(own_log(app), members, url),
+            Follower(registrations, activity, url),
+        ],
+        clock=ServiceClock(app, NAME, jobs=[], now=now),
+        embedded_server=embedded,
+        closers=[members.close, activity.close, registrations.recorder.datastore.close],
+    )
+
+
+def create_app(settings: ServiceSettings | None = None) -> FastAPI:
+    return create_service_api(
+        build_runtime(settings),
+        [partners],
+        title="dealreg tiering",
+        description="The partner program: members, what they signed and achieved, their tiers.",
+    )

@@ -1,0 +1,187 @@
+"""The published language: the events that cross a service boundary.
+
+Each event has a stable name (the topic it is stored under in its producer's log), a version and
+a schema (its pydantic model). A producer marks the aggregate event that carries a contract with
+``@publishes(...)``; a consumer reads the producer's log through ``PublishedLanguage.decode``
+and never sees the producer's own classes. Older versions are upcast on the way in; names a
+consumer does not know are skipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, ClassVar, TypeVar
+from uuid import UUID
+
+from eventsourcing.persistence import Notification
+from eventsourcing.utils import register_topic
+from pydantic import BaseModel, ConfigDict
+
+from shared.codec import build_transcoder
+from shared.money import Money
+
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+class PublishedEvent(BaseModel):
+    """Envelope fields every published event carries, then its own payload fields."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    event_name: ClassVar[str]
+    event_version: ClassVar[int] = 1
+    subject_field: ClassVar[str]
+    """The payload field that holds the id of the aggregate whose log stream carries the event."""
+    upcasters: ClassVar[dict[int, Upcaster]] = {}
+    """``{n: f}``: f turns the state of version n into that of version n + 1."""
+
+    log: str
+    position: int
+    stream_version: int
+    occurred_at: datetime
+
+
+class PartnerEnrolled(PublishedEvent):
+    event_name = "PartnerEnrolled"
+    subject_field = "partner_id"
+
+    partner_id: UUID
+    legal_name: str
+    home_country: str
+    regions: list[str]
+    motions: list[str]
+    function: str
+    category: str
+
+
+class TierChanged(PublishedEvent):
+    event_name = "TierChanged"
+    subject_field = "partner_id"
+
+    partner_id: UUID
+    motion: str
+    previous_tier: str | None
+    tier: str
+    effective_on: date
+    reason: str
+    metrics: dict[str, Decimal]
+
+
+class DealRegistered(PublishedEvent):
+    event_name = "DealRegistered"
+    subject_field = "registration_id"
+
+    registration_id: UUID
+    partner_id: UUID
+    customer_key: str
+    customer_name: str
+    country: str
+    product_line: str
+    motion: str
+    estimated_value: Money
+    expected_close: date
+    external_id: str | None
+    status: str
+
+
+class ContractSigned(PublishedEvent):
+    event_name = "ContractSigned"
+    subject_field = "contract_id"
+
+    contract_id: UUID
+    customer_key: str
+    partner_id: UUID | None
+    registration_id: UUID | None
+    start_date: date
+    term_months: int
+    end_date: date
+    mrr: Money
+    one_time: Money | None
+    external_id: str | None
+
+
+class RenewalDue(PublishedEvent):
+    event_name = "RenewalDue"
+    subject_field = "contract_id"
+
+    contract_id: UUID
+    customer_key: str
+    partner_id: UUID | None
+    end_date: date
+    due_on: date
+
+
+ALL_CONTRACTS: tuple[type[PublishedEvent], ...] = (
+    PartnerEnrolled,
+    TierChanged,
+    DealRegistered,
+    ContractSigned,
+    RenewalDue,
+)
+
+TAggregate = TypeVar("TAggregate", bound=type)
+
+
+def publishes(**events: type[PublishedEvent]) -> Callable[[TAggregate], TAggregate]:
+    """Aggregate class decorator: store the named nested events under their contracts' names.
+
+    ``@publishes(Enrolled=PartnerEnrolled)`` stores ``Partner.Enrolled`` under the stable topic
+    ``PartnerEnrolled`` with the contract's version, whatever the module is called.
+    """
+
+    def mark(aggregate_class: TAggregate) -> TAggregate:
+        for attribute, contract in events.items():
+            event_class = getattr(aggregate_class, attribute)
+            event_class.TOPIC = contract.event_name
+            event_class.class_version = contract.event_version
+            register_topic(contract.event_name, event_class)
+        return aggregate_class
+
+    return mark
+
+
+class UnknownEventVersionError(Exception):
+    """The producer writes a newer version than this consumer understands: upgrade it."""
+
+
+class PublishedLanguage:
+    """Decodes the published events of one upstream log that a consumer cares about."""
+
+    def __init__(self, log: str, contracts: Iterable[type[PublishedEvent]]) -> None:
+        self.log = log
+        self._contracts = {contract.event_name: contract for contract in contracts}
+        self._transcoder = build_transcoder()
+
+    @property
+    def topics(self) -> list[str]:
+        return sorted(self._contracts)
+
+    def decode(self, notification: Notification) -> PublishedEvent | None:
+        contract = self._contracts.get(notification.topic)
+        if contract is None:
+            return None
+        state: dict[str, Any] = self._transcoder.decode(notification.state)
+        version = int(state.pop("class_version", 1))
+        if version > contract.event_version:
+            raise UnknownEventVersionError(
+                f"{contract.event_name} v{version} at {self.log}#{notification.id}: "
+                f"this consumer reads up to v{contract.event_version}"
+            )
+        while version < contract.event_version:
+            state = contract.upcasters[version](state)
+            version += 1
+        state[contract.subject_field] = notification.originator_id
+        state["log"] = self.log
+        state["position"] = notification.id
+        state["stream_version"] = notification.originator_version
+        state["occurred_at"] = state.pop("timestamp")
+        return contract.model_validate(state)
+
+
+def schemas() -> dict[str, dict[str, Any]]:
+    """JSON schema of every published event, keyed by name and version."""
+    return {
+        f"{c.event_name}.v{c.event_version}": c.model_json_schema() for c in ALL_CONTRACTS
+    }

@@ -1,0 +1,46 @@
+"""Each service's append-only log: an `eventsourcing` Application over PostgreSQL."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.application import Application
+from eventsourcing.persistence import JSONTranscoder
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresFactory
+from eventsourcing.utils import Environment
+
+from shared.codec import register_transcodings
+from shared.database import eventsourcing_env
+
+
+class ServiceApplication(Application[UUID]):
+    """A service's log: table ``<name>_events``, written by this service alone."""
+
+    def __init__(self, database_url: str, *, schema: str = "public", pool_size: int = 5) -> None:
+        super().__init__(eventsourcing_env(database_url, schema=schema, pool_size=pool_size))
+
+    def register_transcodings(self, transcoder: JSONTranscoder) -> None:
+        register_transcodings(transcoder)
+
+    def decode(self, notification: Any) -> Any:
+        """A notification of this log as the domain event it stores."""
+        return self.mapper.to_domain_event(notification)
+
+
+def log_table(log: str) -> str:
+    return f"{log}_events"
+
+
+def open_log(database_url: str, log: str, *, schema: str = "public") -> PostgresApplicationRecorder:
+    """A reader of another service's log, by name alone: no class of that service is imported.
+
+    It may create the (empty) table, so that a consumer can start before its producer.
+    """
+    factory = PostgresFactory(
+        Environment(log, eventsourcing_env(database_url, schema=schema, pool_size=2))
+    )
+    recorder = factory.application_recorder()
+    assert isinstance(recorder, PostgresApplicationRecorder)
+    return recorder
+

@@ -1,0 +1,56 @@
+"""Exact money: a decimal amount with its ISO 4217 currency; never a float."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any
+
+from eventsourcing.persistence import Transcoding
+
+# ISO 4217 minor units that differ from two; every other currency code uses two.
+_MINOR_UNITS = {
+    "BHD": 3, "BIF": 0, "CLF": 4, "CLP": 0, "DJF": 0, "GNF": 0, "IQD": 3, "ISK": 0,
+    "JOD": 3, "JPY": 0, "KMF": 0, "KRW": 0, "KWD": 3, "LYD": 3, "OMR": 3, "PYG": 0,
+    "RWF": 0, "TND": 3, "UGX": 0, "UYI": 0, "UYW": 4, "VND": 0, "VUV": 0, "XAF": 0,
+    "XOF": 0, "XPF": 0,
+}
+
+
+def minor_units(currency: str) -> int:
+    return _MINOR_UNITS.get(currency, 2)
+
+
+@dataclass(frozen=True, slots=True)
+class Money:
+    amount: Decimal
+    currency: str
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.amount, Decimal):
+            raise TypeError(f"Money amount must be a Decimal, not {type(self.amount).__name__}")
+        if len(self.currency) != 3 or not self.currency.isalpha() or not self.currency.isupper():
+            raise ValueError(f"not an ISO 4217 currency code: {self.currency!r}")
+
+    def times(self, rate: Decimal) -> Money:
+        return Money(self.amount * rate, self.currency)
+
+    def rounded(self) -> Money:
+        """Half-even to the currency's minor unit: done once, on a statement line."""
+        exponent = Decimal(1).scaleb(-minor_units(self.currency))
+        return Money(self.amount.quantize(exponent, rounding=ROUND_HALF_EVEN), self.currency)
+
+    def as_json(self) -> dict[str, str]:
+        return {"amount": str(self.amount), "currency": self.currency}
+
+
+class MoneyAsDict(Transcoding):
+    type = Money
+    name = "money"
+
+    def encode(self, obj: Any) -> dict[str, str]:
+        assert isinstance(obj, Money)
+        return obj.as_json()
+
+    def decode(self, data: Any) -> Money:
+        return Money(Decimal(data["amount"]), data["currency"])

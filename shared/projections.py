@@ -1,0 +1,106 @@
+"""Projections: tables derived from logs, each written with its tracking position.
+
+A view's rows and the position of the event that produced them are committed in one
+transaction, so every event takes effect exactly once, and a view can be dropped and rebuilt
+from the logs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar, TypeVar
+
+from eventsourcing.persistence import Tracking
+from eventsourcing.postgres import PostgresDatastore, PostgresFactory, PostgresTrackingRecorder
+from eventsourcing.utils import Environment
+from psycopg import Cursor
+from psycopg.rows import DictRow
+from psycopg.sql import SQL, Identifier
+
+from shared.database import eventsourcing_env
+
+Handler = Callable[[Any, Cursor[DictRow], Any], None]
+F = TypeVar("F", bound=Callable[..., None])
+
+
+def on(*event_types: type) -> Callable[[F], F]:
+    """Mark a view method as the handler of some event types."""
+
+    def mark(method: F) -> F:
+        method.__dict__["_handles"] = event_types
+        return method
+
+    return mark
+
+
+class View(PostgresTrackingRecorder):
+    """Base of every projection. Subclasses name their tables and give their DDL.
+
+    ``create_sql`` statements use ``{schema}`` for the view's schema.
+    """
+
+    name: ClassVar[str]
+    tables: ClassVar[tuple[str, ...]] = ()
+    create_sql: ClassVar[tuple[str, ...]] = ()
+    _handlers: ClassVar[dict[type, Handler]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        handlers: dict[type, Handler] = {}
+        for base in reversed(cls.__mro__):
+            for attribute in vars(base).values():
+                for event_type in getattr(attribute, "_handles", ()):
+                    handlers[event_type] = attribute
+        cls._handlers = handlers
+
+    def __init__(self, datastore: PostgresDatastore, **kwargs: Any) -> None:
+        super().__init__(datastore, **kwargs)
+        self._statements: dict[str, SQL] = {}
+        schema = Identifier(self.datastore.schema)
+        for statement in self.create_sql:
+            self.sql_create_statements.append(SQL(statement).format(schema=schema))  # type: ignore[arg-type]
+
+    @classmethod
+    def open(cls, database_url: str, *, schema: str = "public") -> View:
+        """Connect to (and create, if need be) the view's tables in a schema."""
+        env = Environment(cls.name, eventsourcing_env(database_url, schema=schema, pool_size=3))
+        factory = PostgresFactory(env)
+        return factory.tracking_recorder(cls)
+
+    @property
+    def schema(self) -> str:
+        return self.datastore.schema
+
+    def qualified(self, table: str) -> SQL:
+        return SQL("{}.{}").format(Identifier(self.schema), Identifier(table))  # type: ignore[return-value]
+
+    def statement(self, template: str) -> SQL:
+        """A statement with ``{schema}`` filled in (cached: handlers run once per event)."""
+        cached = self._statements.get(template)
+        if cached is None:
+            cached = self._statements[template] = SQL(template).format(  # type: ignore[arg-type]
+                schema=Identifier(self.schema)
+            )
+        return cached  # type: ignore[return-value]
+
+    def process(self, event: Any, tracking: Tracking) -> None:
+        handler = self._handlers.get(type(event))
+        with self.datastore.transaction(commit=True) as curs:
+            if handler is not None:
+                handler(self, curs, event)
+            self._insert_tracking(curs, tracking)
+
+    def all_tables(self) -> tuple[str, ...]:
+        return (*self.tables, self.tracking_table_name)
+
+    def drop(self) -> None:
+        """Drop the view's tables and its tracking, ready for a rebuild."""
+        with self.datastore.transaction(commit=True) as curs:
+            for table in self.all_tables():
+                curs.execute(SQL("DROP TABLE IF EXISTS {}").format(self.qualified(table)))
+        self.tracking_table_exists = False
+        self.tracking_migration_previous = None
+        self.create_table()
+
+    def close(self) -> None:
+        self.datastore.close()

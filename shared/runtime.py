@@ -1,0 +1,170 @@
+"""A running service: its log, the followers that keep its projections, and its clock.
+
+Each service's ``service.py`` builds one of these from settings (the one bootstrap); the API,
+the CLI and the tests all go through it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from eventsourcing.postgres import PostgresApplicationRecorder
+
+from shared.clock import ClockWorker, ServiceClock
+from shared.contracts import PublishedEvent, PublishedLanguage
+from shared.database import ensure_schema
+from shared.eventlog import ServiceApplication, open_log
+from shared.projections import View
+from shared.settings import ServiceSettings
+from shared.subscriptions import Follower, Source
+
+log = logging.getLogger(__name__)
+
+
+def own_log(app: ServiceApplication) -> Source:
+    """A service's own log, decoded into its own domain events."""
+    recorder = app.recorder
+    assert isinstance(recorder, PostgresApplicationRecorder)
+    return Source(app.name, recorder, app.decode)
+
+
+def published_log(
+    database_url: str, log: str, contracts: list[type[PublishedEvent]], *, schema: str
+) -> Source:
+    """Another service's log, of which only the published events named are read."""
+    language = PublishedLanguage(log, contracts)
+    recorder = open_log(database_url, log, schema=schema)
+    return Source(log, recorder, language.decode, topics=language.topics)
+
+
+class WorkerIsRunningError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class TableDifference:
+    table: str
+    only_live: int
+    only_rebuilt: int
+
+
+@dataclass(frozen=True)
+class RebuildReport:
+    service: str
+    schema: str
+    events_applied: int
+    differences: list[TableDifference]
+
+    @property
+    def identical(self) -> bool:
+        return not any(d.only_live or d.only_rebuilt for d in self.differences)
+
+
+@dataclass
+class ServiceRuntime:
+    name: str
+    settings: ServiceSettings
+    database_url: str
+    app: ServiceApplication
+    followers: list[Follower]
+    clock: ServiceClock
+    embedded_server: Any = None
+    closers: list[Callable[[], None]] = field(default_factory=list)
+    _clock_worker: ClockWorker | None = None
+
+    @property
+    def schema(self) -> str:
+        return self.settings.db_schema
+
+    def start(self) -> None:
+        for follower in self.followers:
+            follower.start()
+        self._clock_worker = ClockWorker(
+            self.clock, self.database_url, self.settings.clock_interval_seconds
+        )
+        self._clock_worker.start()
+
+    def stop(self) -> None:
+        if self._clock_worker is not None:
+            self._clock_worker.stop()
+        for follower in self.followers:
+            follower.stop()
+
+    def close(self) -> None:
+        self.stop()
+        for close in self.closers:
+            close()
+        self.app.close()
+
+    def sync(self) -> None:
+        """Bring every projection up to the logs it follows."""
+        for follower in self.followers:
+            follower.sync()
+
+    def view_followers(self) -> list[Follower]:
+        return [f for f in self.followers if isinstance(f.target, View)]
+
+    def rebuild(self, into_schema: str | None = None) -> RebuildReport:
+        """Rebuild every projection from the logs.
+
+        In place, the live workers must be stopped (their advisory locks are checked). Into
+        another schema, the live projections are left alone and compared with the rebuilt ones.
+        """
+        if into_schema is None:
+            return self._rebuild_in_place()
+        return self._rebuild_beside(into_schema)
+
+    def _rebuild_in_place(self) -> RebuildReport:
+        applied = 0
+        for follower in self.view_followers():
+            with follower.leadership.try_hold() as leading:
+                if not leading:
+                    raise WorkerIsRunningError(
+                        f"{follower.name} is being kept by a running {self.name} service; stop "
+                        "it first, or rebuild into another schema to compare"
+                    )
+                view = follower.target
+                assert isinstance(view, View)
+                view.drop()
+                applied += follower.catch_up()
+        return RebuildReport(self.name, self.schema, applied, [])
+
+    def _rebuild_beside(self, schema: str) -> RebuildReport:
+        if schema == self.schema:
+            raise ValueError("rebuild into a schema other than the live one")
+        ensure_schema(self.database_url, schema)
+        applied = 0
+        differences: list[TableDifference] = []
+        for follower in self.view_followers():
+            live = follower.target
+            assert isinstance(live, View)
+            rebuilt = type(live).open(self.database_url, schema=schema)
+            try:
+                rebuilt.drop()
+                applied += Follower(follower.source, rebuilt, self.database_url).catch_up()
+                differences.extend(compare_tables(self.database_url, live, rebuilt))
+            finally:
+                rebuilt.close()
+        return RebuildReport(self.name, schema, applied, differences)
+
+
+def compare_tables(database_url: str, live: View, rebuilt: View) -> list[TableDifference]:
+    differences = []
+    with psycopg.connect(database_url) as conn:
+        for table in live.tables:
+            a, b = live.qualified(table), rebuilt.qualified(table)
+            counts = []
+            for left, right in ((a, b), (b, a)):
+                query = sql.SQL(
+                    "SELECT count(*) FROM (SELECT * FROM {} EXCEPT ALL SELECT * FROM {}) d"
+                ).format(left, right)
+                row = conn.execute(query).fetchone()
+                counts.append(int(row[0]) if row else 0)
+            differences.append(TableDifference(table, counts[0], counts[1]))
+    return differences

@@ -1,0 +1,225 @@
+"""Following a log: catch up, then LISTEN/NOTIFY; exactly once; one active worker at a time.
+
+A ``Follower`` feeds the events of one log (``Source``) to one ``Target`` (a view, or a
+process application that records its own decisions). The target commits its effects and the
+tracking position in one transaction, so a restarted follower resumes where it stopped, and an
+event is never applied twice. Only the follower holding a PostgreSQL advisory lock runs; any
+other replica waits as a hot standby.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import psycopg
+from eventsourcing.persistence import Notification, Tracking
+from eventsourcing.postgres import PostgresApplicationRecorder
+from psycopg.sql import SQL, Identifier
+
+log = logging.getLogger(__name__)
+
+
+class Target(Protocol):
+    name: str
+
+    def max_tracking_id(self, application_name: str) -> int | None: ...
+
+    def process(self, event: Any, tracking: Tracking) -> None: ...
+
+
+@dataclass(frozen=True)
+class Source:
+    """A log to follow: its name, a reader, the topics wanted (all, if empty) and a decoder."""
+
+    log: str
+    recorder: PostgresApplicationRecorder
+    decode: Callable[[Notification], Any]
+    topics: Sequence[str] = ()
+
+    def pending_after(self, position: int | None) -> int:
+        """How many wanted events the log holds after a position."""
+        datastore = self.recorder.datastore
+        statement = SQL("SELECT count(*) AS n FROM {}.{} WHERE notification_id > %s").format(
+            Identifier(datastore.schema), Identifier(self.recorder.events_table_name)
+        )
+        params: list[Any] = [position or 0]
+        if self.topics:
+            statement += SQL(" AND topic = ANY(%s)")
+            params.append(list(self.topics))
+        with datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(statement, params)
+            row = curs.fetchone()
+            assert row is not None
+            return int(row["n"])
+
+    def head(self) -> int:
+        return self.recorder.max_notification_id() or 0
+
+
+def advisory_key(name: str) -> int:
+    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)
+
+
+class Leadership:
+    """A session-level advisory lock held on a connection of its own."""
+
+    def __init__(self, database_url: str, name: str) -> None:
+        self.database_url = database_url
+        self.name = name
+        self.key = advisory_key(name)
+
+    @contextmanager
+    def hold(self, stopping: threading.Event, retry_seconds: float = 1.0) -> Iterator[bool]:
+        """Wait until this process leads (yields True) or is told to stop (yields False)."""
+        with psycopg.connect(self.database_url, autocommit=True) as conn:
+            while not stopping.is_set():
+                row = conn.execute("SELECT pg_try_advisory_lock(%s)", (self.key,)).fetchone()
+                if row and row[0]:
+                    try:
+                        yield True
+                    finally:
+                        if not conn.closed:
+                            conn.execute("SELECT pg_advisory_unlock(%s)", (self.key,))
+                    return
+                stopping.wait(retry_seconds)
+            yield False
+
+    @contextmanager
+    def try_hold(self) -> Iterator[bool]:
+        with psycopg.connect(self.database_url, autocommit=True) as conn:
+            row = conn.execute("SELECT pg_try_advisory_lock(%s)", (self.key,)).fetchone()
+            acquired = bool(row and row[0])
+            try:
+                yield acquired
+            finally:
+                if acquired:
+                    conn.execute("SELECT pg_advisory_unlock(%s)", (self.key,))
+
+
+class Follower:
+    def __init__(self, source: Source, target: Target, database_url: str) -> None:
+        self.source = source
+        self.target = target
+        self.name = f"{target.name}<-{source.log}"
+        self.leadership = Leadership(database_url, f"follower:{self.name}")
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._subscription: Any = None
+        self._leading = False
+        self._caught_up = False
+        self.last_error: str | None = None
+
+    # The position is the last event of the source this target has taken effect for.
+    def position(self) -> int:
+        return self.target.max_tracking_id(self.source.log) or 0
+
+    def pending(self) -> int:
+        return self.source.pending_after(self.position())
+
+    def _apply(self, notification: Notification) -> None:
+        event = self.source.decode(notification)
+        self.target.process(event, Tracking(self.source.log, notification.id))
+
+    def catch_up(self, batch_size: int = 500) -> int:
+        """Apply every pending event now, in this thread. Caller must lead (or be alone)."""
+        applied = 0
+        while True:
+            notifications = self.source.recorder.select_notifications(
+                start=self.position(),
+                limit=batch_size,
+                topics=self.source.topics,
+                inclusive_of_start=False,
+            )
+            if not notifications:
+                return applied
+            for notification in notifications:
+                self._apply(notification)
+                applied += 1
+
+    def sync(self, timeout: float = 30.0) -> None:
+        """Make sure the target reflects the whole source, whoever runs it."""
+        with self.leadership.try_hold() as leading:
+            if leading:
+                self.catch_up()
+                return
+        deadline = time.monotonic() + timeout
+        while self.pending():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.name} did not catch up within {timeout}s")
+            time.sleep(0.05)
+
+    # --- the worker thread -------------------------------------------------------------
+    def start(self) -> None:
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        subscription = self._subscription
+        if subscription is not None:
+            subscription.stop()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    @property
+    def ready(self) -> bool:
+        """Caught up once since start (a standby is ready: it serves reads)."""
+        if self._caught_up or not self._leading:
+            return True
+        self._caught_up = self.pending() == 0
+        return self._caught_up
+
+    def _run(self) -> None:
+        backoff = 0.5
+        while not self._stopping.is_set():
+            try:
+                with self.leadership.hold(self._stopping) as leading:
+                    if not leading:
+                        return
+                    self._leading = True
+                    self._follow()
+                backoff = 0.5
+            except Exception as error:  # the loop must outlive a lost connection or a bad event
+                self.last_error = repr(error)
+                log.exception("follower %s failed; retrying in %.1fs", self.name, backoff)
+                self._stopping.wait(backoff)
+                backoff = min(backoff * 2, 30.0)
+            finally:
+                self._leading = False
+                self._subscription = None
+
+    def _follow(self) -> None:
+        subscription = self.source.recorder.subscribe(
+            gt=self.target.max_tracking_id(self.source.log), topics=self.source.topics
+        )
+        self._subscription = subscription
+        if self._stopping.is_set():
+            subscription.stop()
+        with subscription:
+            for notification in subscription:
+                self._apply(notification)
+                self.last_error = None
+
+
+class DecidingTarget:
+    """A process application as a follower's target: it records its own decisions (events in
+    its own log) together with the tracking position, through the library's process recorder."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.name: str = app.name
+
+    def max_tracking_id(self, application_name: str) -> int | None:
+        result: int | None = self.app.recorder.max_tracking_id(application_name)
+        return result
+
+    def process(self, event: Any, tracking: Tracking) -> None:
+        self.app.process_event(event, tracking)

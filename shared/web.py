@@ -1,0 +1,257 @@
+"""What every service's HTTP API has in common: health, readiness, metrics, its log, its clock."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Iterable, Iterator
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+import asyncpg
+from asgi_correlation_id import CorrelationIdFilter, CorrelationIdMiddleware
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from pydantic import AwareDatetime, BaseModel
+
+from shared.auth import Allow, Principal, Role, TokenVerifier
+from shared.codec import build_transcoder
+from shared.database import asyncpg_dsn
+from shared.problems import install_problem_handlers, problem_response
+from shared.runtime import ServiceRuntime
+
+log = logging.getLogger(__name__)
+
+
+def configure_logging(level: str, *, json_lines: bool) -> None:
+    handler = logging.StreamHandler()
+    handler.addFilter(CorrelationIdFilter(uuid_length=32, default_value="-"))
+    if json_lines:
+        from pythonjsonlogger.json import JsonFormatter  # noqa: PLC0415
+
+        handler.setFormatter(
+            JsonFormatter(
+                "%(asctime)s %(levelname)s %(name)s %(message)s %(correlation_id)s",
+                rename_fields={"correlation_id": "request_id", "levelname": "level"},
+            )
+        )
+    else:
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s [%(correlation_id)s] %(name)s: %(message)s")
+        )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+# --- dependencies ------------------------------------------------------------------------
+
+def get_runtime(request: Request) -> ServiceRuntime:
+    runtime: ServiceRuntime = request.app.state.runtime
+    return runtime
+
+
+def get_pool(request: Request) -> asyncpg.Pool:
+    pool: asyncpg.Pool = request.app.state.pool
+    return pool
+
+
+Runtime = Annotated[ServiceRuntime, Depends(get_runtime)]
+Pool = Annotated[asyncpg.Pool, Depends(get_pool)]
+Auditor = Annotated[Principal, Depends(Allow(Role.AUDITOR, Role.ADMIN))]
+Admin = Annotated[Principal, Depends(Allow(Role.ADMIN))]
+
+
+# --- the log, for auditors ----------------------------------------------------------------
+
+class LoggedEvent(BaseModel):
+    position: int
+    stream_id: UUID
+    stream_version: int
+    type: str
+    recorded_at: datetime | None
+    data: dict[str, Any]
+
+
+class EventPage(BaseModel):
+    events: list[LoggedEvent]
+    next_after: int
+    head: int
+
+
+_transcoder = build_transcoder()
+
+
+def _logged(row: asyncpg.Record) -> LoggedEvent:
+    data: dict[str, Any] = _transcoder.decode(bytes(row["state"]))
+    recorded_at = data.pop("timestamp", None)
+    return LoggedEvent(
+        position=row["notification_id"],
+        stream_id=row["originator_id"],
+        stream_version=row["originator_version"],
+        type=row["topic"],
+        recorded_at=recorded_at,
+        data=jsonable_encoder(data, custom_encoder={bytes: bytes.hex}),
+    )
+
+
+events_router = APIRouter(tags=["events"])
+
+
+@events_router.get("/v1/events", response_model=EventPage, summary="Read this service's log")
+async def read_events(
+    runtime: Runtime,
+    pool: Pool,
+    _: Auditor,
+    after: Annotated[int, Query(ge=0, description="Position to read after.")] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> EventPage:
+    table = f'"{runtime.schema}"."{runtime.name}_events"'
+    rows = await pool.fetch(
+        f"SELECT notification_id, originator_id, originator_version, topic, state FROM {table}"  # noqa: S608
+        " WHERE notification_id > $1 ORDER BY notification_id LIMIT $2",
+        after,
+        limit,
+    )
+    head = await pool.fetchval(f"SELECT coalesce(max(notification_id), 0) FROM {table}")  # noqa: S608
+    events = [_logged(row) for row in rows]
+    return EventPage(events=events, next_after=events[-1].position if events else after, head=head)
+
+
+# --- the clock, for admins -----------------------------------------------------------------
+
+class ClockAdvance(BaseModel):
+    until: AwareDatetime
+
+
+class ClockState(BaseModel):
+    service: str
+    now: datetime | None
+    previous: datetime | None = None
+    decisions: int = 0
+
+
+clock_router = APIRouter(tags=["clock"])
+
+
+@clock_router.get("/v1/admin/clock", response_model=ClockState, summary="How far time has run")
+def read_clock(runtime: Runtime, _: Admin) -> ClockState:
+    return ClockState(service=runtime.name, now=runtime.clock.current())
+
+
+@clock_router.post("/v1/admin/clock", response_model=ClockState, summary="Run time up to an instant")
+def advance_clock(body: ClockAdvance, runtime: Runtime, _: Admin) -> ClockState:
+    run = runtime.clock.advance(body.until)
+    return ClockState(
+        service=runtime.name, now=run.now, previous=run.previous, decisions=run.decisions
+    )
+
+
+# --- health, readiness, metrics --------------------------------------------------------------
+
+class FollowerCollector(Collector):
+    def __init__(self, runtime: ServiceRuntime) -> None:
+        self.runtime = runtime
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        lag = GaugeMetricFamily(
+            "dealreg_subscription_lag_events",
+            "Events of the followed log not yet applied by this projection",
+            labels=["service", "subscription"],
+        )
+        position = GaugeMetricFamily(
+            "dealreg_subscription_position",
+            "Last position of the followed log applied by this projection",
+            labels=["service", "subscription"],
+        )
+        for follower in self.runtime.followers:
+            try:
+                at = follower.position()
+                behind = follower.source.pending_after(at)
+            except Exception:  # a scrape must not fail because the database blinked
+                log.warning("could not read the lag of %s", follower.name, exc_info=True)
+                continue
+            labels = [self.runtime.name, follower.name]
+            position.add_metric(labels, at)
+            lag.add_metric(labels, behind)
+        yield lag
+        yield position
+
+
+def health_router(registry: CollectorRegistry) -> APIRouter:
+    router = APIRouter(tags=["operations"])
+
+    @router.get("/healthz", summary="The process is alive")
+    async def healthz(runtime: Runtime) -> dict[str, str]:
+        return {"status": "ok", "service": runtime.name}
+
+    @router.get("/readyz", summary="Ready: database reachable and subscriptions caught up")
+    def readyz(request: Request, runtime: Runtime) -> Response:
+        lagging = []
+        try:
+            for follower in runtime.followers:
+                if not follower.ready:
+                    lagging.append(follower.name)
+        except Exception as error:
+            return problem_response(
+                request, 503, "not-ready", f"The database cannot be reached: {error}"
+            )
+        if lagging:
+            return problem_response(
+                request, 503, "not-ready", "Subscriptions are still catching up.",
+                catching_up=lagging,
+            )
+        return JSONResponse({"status": "ready", "service": runtime.name})
+
+    @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    def metrics() -> Response:
+        return Response(generate_latest(registry), media_type="text/plain; version=0.0.4")
+
+    return router
+
+
+def create_service_api(
+    runtime: ServiceRuntime,
+    routers: Iterable[APIRouter],
+    *,
+    title: str,
+    description: str,
+    start_workers: bool = True,
+) -> FastAPI:
+    verifier = TokenVerifier(runtime.settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.pool = await asyncpg.create_pool(
+            **asyncpg_dsn(runtime.database_url),
+            min_size=1,
+            max_size=10,
+            server_settings={"search_path": runtime.schema},
+        )
+        if start_workers:
+            await run_in_threadpool(runtime.start)
+        try:
+            yield
+        finally:
+            await run_in_threadpool(runtime.close)
+            await app.state.pool.close()
+
+    api = FastAPI(title=title, description=description, version="0.1.0", lifespan=lifespan)
+    api.state.runtime = runtime
+    api.state.verifier = verifier
+    registry = CollectorRegistry()
+    registry.register(FollowerCollector(runtime))
+    install_problem_handlers(api)
+    api.add_middleware(CorrelationIdMiddleware, header_name="X-Request-ID")
+    api.include_router(health_router(registry))
+    api.include_router(events_router)
+    api.include_router(clock_router)
+    for router in routers:
+        api.include_router(router)
+    return api
