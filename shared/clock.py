@@ -126,7 +126,7 @@ class ServiceClock:
         changed: list[Any] = [agg for job in self.jobs for agg in job(previous, until)]
         decisions = sum(len(agg.pending_events) for agg in changed)
         clock.advance(until, decisions)
-        self.app.save(clock, *changed)
+        self.app.save(*changed, clock)
         return ClockRun(self.service, previous, until, decisions)
 
 

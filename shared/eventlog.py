@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
-from eventsourcing.application import Application
+from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import JSONTranscoder
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresFactory
 from eventsourcing.utils import Environment
 
 from shared.codec import register_transcodings
 from shared.database import eventsourcing_env
+
+
+TAggregate = TypeVar("TAggregate")
 
 
 class ServiceApplication(Application[UUID]):
@@ -22,6 +25,13 @@ class ServiceApplication(Application[UUID]):
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         register_transcodings(transcoder)
+
+    def get(self, aggregate_id: UUID, kind: type[TAggregate]) -> TAggregate:
+        """An aggregate of a given kind; any other kind under that id is not found."""
+        aggregate = self.repository.get(aggregate_id)
+        if not isinstance(aggregate, kind):
+            raise AggregateNotFoundError(aggregate_id)
+        return aggregate
 
     def decode(self, notification: Any) -> Any:
         """A notification of this log as the domain event it stores."""

@@ -7,6 +7,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 from eventsourcing.persistence import Transcoding
+from pydantic import BaseModel, Field
 
 # ISO 4217 minor units that differ from two; every other currency code uses two.
 _MINOR_UNITS = {
@@ -54,3 +55,17 @@ class MoneyAsDict(Transcoding):
 
     def decode(self, data: Any) -> Money:
         return Money(Decimal(data["amount"]), data["currency"])
+
+
+class MoneyBody(BaseModel):
+    """Money on the wire: the amount as a decimal string (or number), never a float inside."""
+
+    amount: Decimal = Field(ge=0, max_digits=20, decimal_places=6, examples=["1000.00"])
+    currency: str = Field(pattern=r"^[A-Z]{3}$", examples=["USD"], description="ISO 4217 code")
+
+    def to_money(self) -> Money:
+        return Money(self.amount, self.currency)
+
+    @classmethod
+    def of(cls, money: Money) -> MoneyBody:
+        return cls(amount=money.amount, currency=money.currency)

@@ -39,5 +39,4 @@ class TieringApplication(ServiceApplication):
         return partner
 
     def partner(self, partner_id: UUID) -> Partner:
-        partner: Partner = self.repository.get(partner_id)
-        return partner
+        return self.get(partner_id, Partner)

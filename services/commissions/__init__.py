@@ -1,0 +1,1 @@
+"""Commissions: what partners earn on the contracts they win, line by line, explained."""

@@ -1,0 +1,1 @@
+"""Registration: deal registrations, customer identity and claims, contracts and renewals."""

@@ -1,0 +1,74 @@
+"""The one bootstrap of the registration service: settings in, a running service out."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from fastapi import FastAPI
+
+from shared.clock import ServiceClock, utc_now
+from shared.contracts import PartnerEnrolled
+from shared.database import ensure_schema, resolve_database_url
+from shared.runtime import ServiceRuntime, own_log, published_log
+from shared.settings import ServiceSettings
+from shared.subscriptions import Follower
+from shared.web import create_service_api
+
+from services.registration.api import contracts, registrations
+from services.registration.application import RegistrationApplication, RenewalsFallDue
+from services.registration.projections import (
+    CatchingUpDirectory,
+    ContractsView,
+    DealsView,
+    PartnerDirectoryView,
+)
+
+NAME = "registration"
+
+
+def build_runtime(
+    settings: ServiceSettings | None = None, *, now: Callable[[], datetime] = utc_now
+) -> ServiceRuntime:
+    settings = settings or ServiceSettings()
+    url, embedded = resolve_database_url(settings)
+    schema = settings.db_schema
+    ensure_schema(url, schema)
+    directory = PartnerDirectoryView.open(url, schema=schema)
+    deals = DealsView.open(url, schema=schema)
+    contract_view = ContractsView.open(url, schema=schema)
+    tiering = published_log(url, "tiering", [PartnerEnrolled], schema=schema)
+    follows_tiering = Follower(tiering, directory, url)
+    app = RegistrationApplication(
+        url,
+        partners=CatchingUpDirectory(directory, lambda: follows_tiering.sync(timeout=5)),
+        schema=schema,
+    )
+    follows_contracts = Follower(own_log(app), contract_view, url)
+    return ServiceRuntime(
+        name=NAME,
+        settings=settings,
+        database_url=url,
+        app=app,
+        followers=[follows_tiering, Follower(own_log(app), deals, url), follows_contracts],
+        clock=ServiceClock(
+            app,
+            NAME,
+            jobs=[RenewalsFallDue(app, contract_view)],
+            needs=[follows_contracts],
+            now=now,
+        ),
+        embedded_server=embedded,
+        closers=[
+            directory.close, deals.close, contract_view.close, tiering.recorder.datastore.close
+        ],
+    )
+
+
+def create_app(settings: ServiceSettings | None = None) -> FastAPI:
+    return create_service_api(
+        build_runtime(settings),
+        [registrations, contracts],
+        title="dealreg registration",
+        description="Deal registrations and rules of engagement, contracts and renewals.",
+    )
