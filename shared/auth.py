@@ -68,7 +68,9 @@ class TokenVerifier:
             return self._jwks.get_signing_key_from_jwt(token).key, [algorithm]
         if self._public_key and algorithm in {"RS256", "ES256", "EdDSA"}:
             return self._public_key, [algorithm]
-        raise jwt.InvalidAlgorithmError(f"tokens signed with {algorithm or 'none'} are not accepted")
+        raise jwt.InvalidAlgorithmError(
+            f"tokens signed with {algorithm or 'none'} are not accepted"
+        )
 
     def verify(self, token: str) -> Principal:
         try:
@@ -123,7 +125,9 @@ def _unauthenticated(detail: str) -> Problem:
     )
 
 
-_bearer = HTTPBearer(auto_error=False, description="A JWT from the identity provider or `dealreg token`.")
+_bearer = HTTPBearer(
+    auto_error=False, description="A JWT from the identity provider or `dealreg token`."
+)
 
 
 def current_principal(
@@ -146,7 +150,8 @@ class Allow:
         if principal.role not in self.roles:
             allowed = ", ".join(sorted(role.value for role in self.roles))
             raise Problem(
-                403, "forbidden-role",
+                403,
+                "forbidden-role",
                 f"The role {principal.role.value!r} may not do this; allowed: {allowed}.",
             )
         return principal

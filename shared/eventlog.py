@@ -13,7 +13,6 @@ from eventsourcing.utils import Environment
 from shared.codec import register_transcodings
 from shared.database import eventsourcing_env
 
-
 TAggregate = TypeVar("TAggregate")
 
 
@@ -28,7 +27,7 @@ class ServiceApplication(Application[UUID]):
 
     def get(self, aggregate_id: UUID, kind: type[TAggregate]) -> TAggregate:
         """An aggregate of a given kind; any other kind under that id is not found."""
-        aggregate = self.repository.get(aggregate_id)
+        aggregate: object = self.repository.get(aggregate_id)
         if not isinstance(aggregate, kind):
             raise AggregateNotFoundError(aggregate_id)
         return aggregate
@@ -53,4 +52,3 @@ def open_log(database_url: str, log: str, *, schema: str = "public") -> Postgres
     recorder = factory.application_recorder()
     assert isinstance(recorder, PostgresApplicationRecorder)
     return recorder
-

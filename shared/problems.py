@@ -81,7 +81,12 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def on_problem(request: Request, exc: Problem) -> JSONResponse:
         return problem_response(
-            request, exc.status, exc.kind, exc.detail, title=exc.title, headers=exc.headers,
+            request,
+            exc.status,
+            exc.kind,
+            exc.detail,
+            title=exc.title,
+            headers=exc.headers,
             **exc.extensions,
         )
 
@@ -95,18 +100,22 @@ def install_problem_handlers(app: FastAPI) -> None:
             }
             for error in exc.errors()
         ]
-        summary = "; ".join(
-            f"{'.'.join(e['location'])}: {e['message']}" for e in errors[:5]
-        )
+        summary = "; ".join(f"{'.'.join(e['location'])}: {e['message']}" for e in errors[:5])
         return problem_response(
-            request, 422, "validation-error", f"The request is not valid: {summary}",
+            request,
+            422,
+            "validation-error",
+            f"The request is not valid: {summary}",
             errors=errors,
         )
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return problem_response(
-            request, exc.status_code, _slug(exc.status_code), str(exc.detail),
+            request,
+            exc.status_code,
+            _slug(exc.status_code),
+            str(exc.detail),
             headers=getattr(exc, "headers", None),
         )
 
@@ -114,7 +123,9 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return problem_response(
-            request, 500, "internal-error",
+            request,
+            500,
+            "internal-error",
             "The server failed to handle this request; it has been logged.",
             title="Internal server error",
         )

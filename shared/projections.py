@@ -8,14 +8,14 @@ from the logs.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Self, TypeVar
 
 from eventsourcing.persistence import Tracking
 from eventsourcing.postgres import PostgresDatastore, PostgresFactory, PostgresTrackingRecorder
 from eventsourcing.utils import Environment
 from psycopg import Cursor
 from psycopg.rows import DictRow
-from psycopg.sql import SQL, Identifier
+from psycopg.sql import SQL, Composed, Identifier
 
 from shared.database import eventsourcing_env
 
@@ -55,13 +55,13 @@ class View(PostgresTrackingRecorder):
 
     def __init__(self, datastore: PostgresDatastore, **kwargs: Any) -> None:
         super().__init__(datastore, **kwargs)
-        self._statements: dict[str, SQL] = {}
+        self._statements: dict[str, Composed] = {}
         schema = Identifier(self.datastore.schema)
         for statement in self.create_sql:
-            self.sql_create_statements.append(SQL(statement).format(schema=schema))  # type: ignore[arg-type]
+            self.sql_create_statements.append(SQL(statement).format(schema=schema))
 
     @classmethod
-    def open(cls, database_url: str, *, schema: str = "public") -> View:
+    def open(cls, database_url: str, *, schema: str = "public") -> Self:
         """Connect to (and create, if need be) the view's tables in a schema."""
         env = Environment(cls.name, eventsourcing_env(database_url, schema=schema, pool_size=3))
         factory = PostgresFactory(env)
@@ -71,17 +71,16 @@ class View(PostgresTrackingRecorder):
     def schema(self) -> str:
         return self.datastore.schema
 
-    def qualified(self, table: str) -> SQL:
-        return SQL("{}.{}").format(Identifier(self.schema), Identifier(table))  # type: ignore[return-value]
+    def qualified(self, table: str) -> Composed:
+        return SQL("{}.{}").format(Identifier(self.schema), Identifier(table))
 
-    def statement(self, template: str) -> SQL:
+    def statement(self, template: str) -> Composed:
         """A statement with ``{schema}`` filled in (cached: handlers run once per event)."""
         cached = self._statements.get(template)
         if cached is None:
-            cached = self._statements[template] = SQL(template).format(  # type: ignore[arg-type]
-                schema=Identifier(self.schema)
-            )
-        return cached  # type: ignore[return-value]
+            cached = SQL(template).format(schema=Identifier(self.schema))
+            self._statements[template] = cached
+        return cached
 
     def process(self, event: Any, tracking: Tracking) -> None:
         handler = self._handlers.get(type(event))

@@ -12,9 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
-from psycopg import sql
-
 from eventsourcing.postgres import PostgresApplicationRecorder
+from psycopg import sql
 
 from shared.clock import ClockWorker, ServiceClock
 from shared.contracts import PublishedEvent, PublishedLanguage

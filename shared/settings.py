@@ -33,9 +33,7 @@ class ServiceSettings(BaseSettings):
         default=None, description="JWKS URL of the identity provider; keys are cached."
     )
     jwt_audience: str = Field(default="dealreg", description="Required `aud` claim.")
-    jwt_issuer: str | None = Field(
-        default=None, description="Required `iss` claim, when set."
-    )
+    jwt_issuer: str | None = Field(default=None, description="Required `iss` claim, when set.")
     clock_interval_seconds: float = Field(
         default=60.0,
         description="How often the clock worker advances to the wall clock; 0 turns it off.",

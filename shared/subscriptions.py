@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 
 
 class Target(Protocol):
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def max_tracking_id(self, application_name: str) -> int | None: ...
 
@@ -64,7 +65,9 @@ class Source:
 
 
 def advisory_key(name: str) -> int:
-    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)
+    return int.from_bytes(
+        hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True
+    )
 
 
 class Leadership:

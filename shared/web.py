@@ -33,7 +33,7 @@ def configure_logging(level: str, *, json_lines: bool) -> None:
     handler = logging.StreamHandler()
     handler.addFilter(CorrelationIdFilter(uuid_length=32, default_value="-"))
     if json_lines:
-        from pythonjsonlogger.json import JsonFormatter  # noqa: PLC0415
+        from pythonjsonlogger.json import JsonFormatter
 
         handler.setFormatter(
             JsonFormatter(
@@ -43,7 +43,9 @@ def configure_logging(level: str, *, json_lines: bool) -> None:
         )
     else:
         handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s [%(correlation_id)s] %(name)s: %(message)s")
+            logging.Formatter(
+                "%(asctime)s %(levelname)s [%(correlation_id)s] %(name)s: %(message)s"
+            )
         )
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -51,6 +53,7 @@ def configure_logging(level: str, *, json_lines: bool) -> None:
 
 
 # --- dependencies ------------------------------------------------------------------------
+
 
 def get_runtime(request: Request) -> ServiceRuntime:
     runtime: ServiceRuntime = request.app.state.runtime
@@ -69,6 +72,7 @@ Admin = Annotated[Principal, Depends(Allow(Role.ADMIN))]
 
 
 # --- the log, for auditors ----------------------------------------------------------------
+
 
 class LoggedEvent(BaseModel):
     position: int
@@ -126,6 +130,7 @@ async def read_events(
 
 # --- the clock, for admins -----------------------------------------------------------------
 
+
 class ClockAdvance(BaseModel):
     until: AwareDatetime
 
@@ -145,7 +150,9 @@ def read_clock(runtime: Runtime, _: Admin) -> ClockState:
     return ClockState(service=runtime.name, now=runtime.clock.current())
 
 
-@clock_router.post("/v1/admin/clock", response_model=ClockState, summary="Run time up to an instant")
+@clock_router.post(
+    "/v1/admin/clock", response_model=ClockState, summary="Run time up to an instant"
+)
 def advance_clock(body: ClockAdvance, runtime: Runtime, _: Admin) -> ClockState:
     run = runtime.clock.advance(body.until)
     return ClockState(
@@ -154,6 +161,7 @@ def advance_clock(body: ClockAdvance, runtime: Runtime, _: Admin) -> ClockState:
 
 
 # --- health, readiness, metrics --------------------------------------------------------------
+
 
 class FollowerCollector(Collector):
     def __init__(self, runtime: ServiceRuntime) -> None:
@@ -204,7 +212,10 @@ def health_router(registry: CollectorRegistry) -> APIRouter:
             )
         if lagging:
             return problem_response(
-                request, 503, "not-ready", "Subscriptions are still catching up.",
+                request,
+                503,
+                "not-ready",
+                "Subscriptions are still catching up.",
                 catching_up=lagging,
             )
         return JSONResponse({"status": "ready", "service": runtime.name})

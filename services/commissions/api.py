@@ -17,9 +17,7 @@ from shared.paging import decode_cursor, encode_cursor
 from shared.problems import Problem
 from shared.web import Pool
 
-Reader = Annotated[
-    Principal, Depends(Allow(Role.ADMIN, Role.FINANCE, Role.AUDITOR, Role.PARTNER))
-]
+Reader = Annotated[Principal, Depends(Allow(Role.ADMIN, Role.FINANCE, Role.AUDITOR, Role.PARTNER))]
 
 
 def _own_partner(principal: Principal, partner_id: UUID | None) -> UUID | None:
@@ -73,7 +71,11 @@ async def list_lines(
         " WHERE ($1::uuid IS NULL OR partner_id = $1) AND ($2::uuid IS NULL OR contract_id = $2)"
         " AND ($3::text IS NULL OR period = $3) AND ($4::uuid IS NULL OR line_id > $4)"
         " ORDER BY line_id LIMIT $5",
-        partner_id, contract_id, period, after_id, limit + 1,
+        partner_id,
+        contract_id,
+        period,
+        after_id,
+        limit + 1,
     )
     page = [
         CommissionLineView(

@@ -10,18 +10,15 @@ from uuid import UUID
 from eventsourcing.application import ProcessingEvent
 from eventsourcing.projection import EventSourcedProjection
 
+from services.commissions.domain import flat_rate_line
 from shared.contracts import ContractSigned
 from shared.eventlog import ServiceApplication
-
-from services.commissions.domain import flat_rate_line
 
 
 class CommissionsApplication(ServiceApplication, EventSourcedProjection[UUID]):
     name = "commissions"
 
-    def __init__(
-        self, database_url: str, *, flat_rate: Decimal, schema: str = "public"
-    ) -> None:
+    def __init__(self, database_url: str, *, flat_rate: Decimal, schema: str = "public") -> None:
         super().__init__(database_url, schema=schema)
         self.flat_rate = flat_rate
 

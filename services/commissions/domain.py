@@ -22,7 +22,19 @@ class CommissionLine(Aggregate):
     def create_id(cause: str, **_: object) -> UUID:
         return uuid5(_LINE_NAMESPACE, cause)
 
-    @event("Accrued")
+    class Accrued(Aggregate.Created):
+        cause: str
+        partner_id: UUID
+        contract_id: UUID
+        customer_key: str
+        period: str
+        rule: str
+        rate: Decimal
+        base: Money
+        amount: Money
+        caused_by: list[str]
+
+    @event(Accrued)
     def __init__(
         self,
         cause: str,

@@ -8,10 +8,9 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
 
+from services.commissions.domain import CommissionLine
 from shared.contracts import TierChanged
 from shared.projections import View, on
-
-from services.commissions.domain import CommissionLine
 
 
 class TiersView(View):
@@ -56,8 +55,17 @@ class LinesView(View):
                 " (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
             ),
             (
-                event.originator_id, event.partner_id, event.contract_id, event.customer_key,
-                event.period, event.rule, event.rate, event.base.amount, event.amount.amount,
-                event.amount.currency, Jsonb(event.caused_by), event.timestamp,
+                event.originator_id,
+                event.partner_id,
+                event.contract_id,
+                event.customer_key,
+                event.period,
+                event.rule,
+                event.rate,
+                event.base.amount,
+                event.amount.amount,
+                event.amount.currency,
+                Jsonb(event.caused_by),
+                event.timestamp,
             ),
         )

@@ -9,6 +9,9 @@ from decimal import Decimal
 from fastapi import FastAPI
 from pydantic import Field
 
+from services.commissions.api import lines, tiers
+from services.commissions.application import CommissionsApplication
+from services.commissions.projections import LinesView, TiersView
 from shared.clock import ServiceClock, utc_now
 from shared.contracts import ContractSigned, TierChanged
 from shared.database import ensure_schema, resolve_database_url
@@ -16,10 +19,6 @@ from shared.runtime import ServiceRuntime, own_log, published_log
 from shared.settings import ServiceSettings
 from shared.subscriptions import DecidingTarget, Follower
 from shared.web import create_service_api
-
-from services.commissions.api import lines, tiers
-from services.commissions.application import CommissionsApplication
-from services.commissions.projections import LinesView, TiersView
 
 NAME = "commissions"
 

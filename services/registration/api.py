@@ -11,12 +11,6 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field, model_validator
 
-from shared.auth import Allow, Principal, Role
-from shared.money import MoneyBody
-from shared.paging import decode_cursor, encode_cursor
-from shared.problems import Problem
-from shared.web import Pool, Runtime
-
 from services.registration.application import (
     AlreadyRegisteredError,
     Customer,
@@ -26,6 +20,11 @@ from services.registration.application import (
     UnknownPartnerError,
 )
 from services.registration.domain import Contract, Registration, RegistrationRuleError
+from shared.auth import Allow, Principal, Role
+from shared.money import MoneyBody
+from shared.paging import decode_cursor, encode_cursor
+from shared.problems import Problem
+from shared.web import Pool, Runtime
 
 
 def registration_app(runtime: Runtime) -> RegistrationApplication:
@@ -57,6 +56,7 @@ class CustomerBody(BaseModel):
 
 
 # --- registrations -----------------------------------------------------------------------
+
 
 class RegistrationRequest(BaseModel):
     partner_id: UUID | None = Field(
@@ -147,9 +147,7 @@ Reader = Annotated[
 registrations = APIRouter(prefix="/v1/registrations", tags=["registrations"])
 
 
-@registrations.post(
-    "", status_code=201, response_model=RegistrationView, summary="Register a deal"
-)
+@registrations.post("", status_code=201, response_model=RegistrationView, summary="Register a deal")
 async def register(
     body: RegistrationRequest, app: App, runtime: Runtime, principal: Registrant
 ) -> RegistrationView:
@@ -170,9 +168,7 @@ async def register(
         external_id=body.external_id,
     )
     try:
-        registration = await run_in_threadpool(
-            app.register_deal, new, runtime.clock.now().date()
-        )
+        registration = await run_in_threadpool(app.register_deal, new, runtime.clock.now().date())
     except RegistrationRuleError as error:
         raise _rule_problem(error) from error
     return RegistrationView.of(registration, principal)
@@ -211,7 +207,9 @@ async def list_registrations(
         " AND ($3::text IS NULL OR external_id = $3)"
         " AND ($4::timestamptz IS NULL OR (registered_at, registration_id) > ($4, $5::uuid))"
         " ORDER BY registered_at, registration_id LIMIT $6",
-        partner_id, status, external_id,
+        partner_id,
+        status,
+        external_id,
         None if after is None else _timestamp(after[0]),
         None if after is None else UUID(after[1]),
         limit + 1,
@@ -239,6 +237,7 @@ def _timestamp(text: str) -> datetime:
 
 
 # --- contracts -----------------------------------------------------------------------------
+
 
 class ContractRequest(BaseModel):
     registration_id: UUID | None = Field(default=None, description="The registration it wins")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Protocol
@@ -12,25 +12,17 @@ from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError
 
-from shared.eventlog import ServiceApplication
-from shared.money import Money
-
 from services.registration.domain import (
     PROTECTION,
     Contract,
     CustomerClaim,
+    KnownPartner,
     Registration,
     RegistrationRuleError,
     customer_key,
 )
-
-
-@dataclass(frozen=True)
-class KnownPartner:
-    partner_id: UUID
-    legal_name: str
-    motions: tuple[str, ...]
-    function: str
+from shared.eventlog import ServiceApplication
+from shared.money import Money
 
 
 class PartnerDirectory(Protocol):
@@ -129,37 +121,38 @@ class RegistrationApplication(ServiceApplication):
 
     def _register(self, new: NewRegistration, key: str, today: date) -> Registration:
         claim = self._claim(key, new.product_line)
-        common = {
-            "partner_id": new.partner_id,
-            "customer_key": key,
-            "customer_name": new.customer.name,
-            "customer_domain": new.customer.domain,
-            "country": new.customer.country,
-            "product_line": new.product_line,
-            "motion": new.motion,
-            "estimated_value": new.estimated_value,
-            "expected_close": new.expected_close,
-            "external_id": new.external_id,
-        }
         if claim is not None and claim.protects_on(today):
             if claim.partner_id == new.partner_id:
                 raise AlreadyRegisteredError(claim.registration_id)
-            registration = Registration(
-                **common,
-                status="conflict",
-                protected_until=None,
+            registration = Registration.record(
+                new.partner_id,
+                key,
+                new.customer.name,
+                new.customer.domain,
+                new.customer.country,
+                new.product_line,
+                new.motion,
+                new.estimated_value,
+                new.expected_close,
+                new.external_id,
                 conflict_with=claim.registration_id,
                 may_register_again_on=claim.protected_until + timedelta(days=1),
             )
             self.save(registration)
             return registration
         protected_until = today + PROTECTION
-        registration = Registration(
-            **common,
-            status="approved",
+        registration = Registration.record(
+            new.partner_id,
+            key,
+            new.customer.name,
+            new.customer.domain,
+            new.customer.country,
+            new.product_line,
+            new.motion,
+            new.estimated_value,
+            new.expected_close,
+            new.external_id,
             protected_until=protected_until,
-            conflict_with=None,
-            may_register_again_on=None,
         )
         if claim is None:
             claim = CustomerClaim(
@@ -225,7 +218,7 @@ class RenewalsFallDue:
         self.app = app
         self.schedule = schedule
 
-    def __call__(self, since: datetime | None, until: datetime) -> Iterable[Aggregate]:
+    def __call__(self, since: datetime | None, until: datetime) -> Sequence[Aggregate]:
         today = until.date()
         contracts = [self.app.contract(i) for i in self.schedule.renewal_candidates(today)]
         return [contract for contract in contracts if contract.note_time(today)]

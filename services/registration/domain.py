@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import cache
 from uuid import NAMESPACE_URL, UUID, uuid5
@@ -21,12 +22,45 @@ RENEWAL_WINDOW = timedelta(days=90)
 
 _LEGAL_SUFFIXES = frozenset(
     {
-        "inc", "incorporated", "ltd", "limited", "llc", "llp", "plc", "gmbh", "ag", "sa",
-        "sas", "sarl", "srl", "spa", "bv", "nv", "ab", "as", "oy", "kk", "corp", "corporation",
-        "co", "company", "pty", "pte",
+        "inc",
+        "incorporated",
+        "ltd",
+        "limited",
+        "llc",
+        "llp",
+        "plc",
+        "gmbh",
+        "ag",
+        "sa",
+        "sas",
+        "sarl",
+        "srl",
+        "spa",
+        "bv",
+        "nv",
+        "ab",
+        "as",
+        "oy",
+        "kk",
+        "corp",
+        "corporation",
+        "co",
+        "company",
+        "pty",
+        "pte",
     }
 )
 _KEY_NAMESPACE = uuid5(NAMESPACE_URL, "urn:dealreg:customer-claim")
+
+
+@dataclass(frozen=True)
+class KnownPartner:
+    """A member of the program as tiering publishes it."""
+
+    partner_id: UUID
+    legal_name: str
+    motions: tuple[str, ...]
+    function: str
 
 
 class RegistrationRuleError(ValueError):
@@ -131,6 +165,43 @@ class Registration(Aggregate):
         self.protected_until = protected_until
         self.conflict_with = conflict_with
         self.may_register_again_on = may_register_again_on
+
+    @classmethod
+    def record(
+        cls,
+        partner_id: UUID,
+        customer_key: str,
+        customer_name: str,
+        customer_domain: str | None,
+        country: str,
+        product_line: str,
+        motion: str,
+        estimated_value: Money,
+        expected_close: date,
+        external_id: str | None,
+        *,
+        protected_until: date | None = None,
+        conflict_with: UUID | None = None,
+        may_register_again_on: date | None = None,
+    ) -> Registration:
+        """Approved and protected until a date, or in conflict with the registration that
+        holds the customer."""
+        return cls(
+            partner_id=partner_id,
+            customer_key=customer_key,
+            customer_name=customer_name,
+            customer_domain=customer_domain,
+            country=country,
+            product_line=product_line,
+            motion=motion,
+            estimated_value=estimated_value,
+            expected_close=expected_close,
+            external_id=external_id,
+            status="conflict" if conflict_with else "approved",
+            protected_until=protected_until,
+            conflict_with=conflict_with,
+            may_register_again_on=may_register_again_on,
+        )
 
 
 class CustomerClaim(Aggregate):

@@ -10,11 +10,9 @@ from uuid import UUID
 from psycopg import Cursor
 from psycopg.rows import DictRow
 
+from services.registration.domain import RENEWAL_WINDOW, Contract, KnownPartner, Registration
 from shared.contracts import PartnerEnrolled
 from shared.projections import View, on
-
-from services.registration.application import KnownPartner
-from services.registration.domain import RENEWAL_WINDOW, Contract, Registration
 
 
 class PartnerDirectoryView(View):
@@ -93,10 +91,20 @@ class DealsView(View):
                 " (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
             ),
             (
-                event.originator_id, event.partner_id, event.customer_key, event.customer_name,
-                event.country, event.product_line, event.motion, event.estimated_value.amount,
-                event.estimated_value.currency, event.expected_close, event.external_id,
-                event.status, event.protected_until, event.timestamp,
+                event.originator_id,
+                event.partner_id,
+                event.customer_key,
+                event.customer_name,
+                event.country,
+                event.product_line,
+                event.motion,
+                event.estimated_value.amount,
+                event.estimated_value.currency,
+                event.expected_close,
+                event.external_id,
+                event.status,
+                event.protected_until,
+                event.timestamp,
             ),
         )
 
@@ -122,9 +130,17 @@ class ContractsView(View):
                 " (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,NULL)"
             ),
             (
-                event.originator_id, event.customer_key, event.partner_id, event.registration_id,
-                event.start_date, event.term_months, event.end_date, event.mrr.amount,
-                event.mrr.currency, event.external_id, event.end_date - RENEWAL_WINDOW,
+                event.originator_id,
+                event.customer_key,
+                event.partner_id,
+                event.registration_id,
+                event.start_date,
+                event.term_months,
+                event.end_date,
+                event.mrr.amount,
+                event.mrr.currency,
+                event.external_id,
+                event.end_date - RENEWAL_WINDOW,
             ),
         )
 

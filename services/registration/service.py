@@ -7,14 +7,6 @@ from datetime import datetime
 
 from fastapi import FastAPI
 
-from shared.clock import ServiceClock, utc_now
-from shared.contracts import PartnerEnrolled
-from shared.database import ensure_schema, resolve_database_url
-from shared.runtime import ServiceRuntime, own_log, published_log
-from shared.settings import ServiceSettings
-from shared.subscriptions import Follower
-from shared.web import create_service_api
-
 from services.registration.api import contracts, registrations
 from services.registration.application import RegistrationApplication, RenewalsFallDue
 from services.registration.projections import (
@@ -23,6 +15,13 @@ from services.registration.projections import (
     DealsView,
     PartnerDirectoryView,
 )
+from shared.clock import ServiceClock, utc_now
+from shared.contracts import PartnerEnrolled
+from shared.database import ensure_schema, resolve_database_url
+from shared.runtime import ServiceRuntime, own_log, published_log
+from shared.settings import ServiceSettings
+from shared.subscriptions import Follower
+from shared.web import create_service_api
 
 NAME = "registration"
 
@@ -60,7 +59,10 @@ def build_runtime(
         ),
         embedded_server=embedded,
         closers=[
-            directory.close, deals.close, contract_view.close, tiering.recorder.datastore.close
+            directory.close,
+            deals.close,
+            contract_view.close,
+            tiering.recorder.datastore.close,
         ],
     )
 

@@ -11,12 +11,11 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
+from services.tiering.application import TieringApplication
+from services.tiering.domain import MembershipError, Partner
 from shared.auth import Allow, Principal, Role
 from shared.problems import Problem
 from shared.web import Pool, Runtime
-
-from services.tiering.application import TieringApplication
-from services.tiering.domain import MembershipError, Partner
 
 Motion = Literal["sell", "manage", "service", "build"]
 
@@ -69,9 +68,7 @@ Manager = Annotated[Principal, Depends(Allow(Role.ADMIN, Role.CHANNEL_MANAGER))]
 Reader = Annotated[
     Principal,
     Depends(
-        Allow(
-            Role.ADMIN, Role.CHANNEL_MANAGER, Role.FINANCE, Role.AUDITOR, Role.CRM, Role.PARTNER
-        )
+        Allow(Role.ADMIN, Role.CHANNEL_MANAGER, Role.FINANCE, Role.AUDITOR, Role.CRM, Role.PARTNER)
     ),
 ]
 
@@ -136,7 +133,9 @@ async def standing(
 @partners.get("", response_model=PartnerPage, summary="Partners of the program")
 async def list_partners(
     pool: Pool,
-    _: Annotated[Principal, Depends(Allow(Role.ADMIN, Role.CHANNEL_MANAGER, Role.FINANCE, Role.AUDITOR))],
+    _: Annotated[
+        Principal, Depends(Allow(Role.ADMIN, Role.CHANNEL_MANAGER, Role.FINANCE, Role.AUDITOR))
+    ],
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     cursor: Annotated[UUID | None, Query(description="`next_cursor` of the previous page")] = None,
 ) -> PartnerPage:

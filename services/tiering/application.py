@@ -5,9 +5,8 @@ from __future__ import annotations
 from datetime import date
 from uuid import UUID
 
-from shared.eventlog import ServiceApplication
-
 from services.tiering.domain import Partner
+from shared.eventlog import ServiceApplication
 
 
 class TieringApplication(ServiceApplication):

@@ -22,14 +22,24 @@ CATEGORIES_BY_FUNCTION: dict[str, frozenset[str]] = {
     ),
     "service": frozenset(
         {
-            "authorized_service", "business_services", "3pl", "financing",
-            "professional_services", "training_certification", "epc", "consulting_deployment",
+            "authorized_service",
+            "business_services",
+            "3pl",
+            "financing",
+            "professional_services",
+            "training_certification",
+            "epc",
+            "consulting_deployment",
         }
     ),
     "influencer": frozenset(
         {
-            "government", "standards_body", "developer_community", "open_source_community",
-            "academia", "industry_analyst",
+            "government",
+            "standards_body",
+            "developer_community",
+            "open_source_community",
+            "academia",
+            "industry_analyst",
         }
     ),
 }

@@ -8,10 +8,9 @@ from typing import Any
 from psycopg import Cursor
 from psycopg.rows import DictRow
 
+from services.tiering.domain import Partner
 from shared.contracts import DealRegistered
 from shared.projections import View, on
-
-from services.tiering.domain import Partner
 
 
 class MembersView(View):
@@ -34,8 +33,15 @@ class MembersView(View):
                 "INSERT INTO {schema}.tiering_partners VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s)"
             ),
             (
-                event.originator_id, event.legal_name, event.home_country, event.regions,
-                event.motions, event.function, event.category, event.management, event.timestamp,
+                event.originator_id,
+                event.legal_name,
+                event.home_country,
+                event.regions,
+                event.motions,
+                event.function,
+                event.category,
+                event.management,
+                event.timestamp,
             ),
         )
 

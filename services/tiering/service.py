@@ -7,6 +7,9 @@ from datetime import datetime
 
 from fastapi import FastAPI
 
+from services.tiering.api import partners
+from services.tiering.application import TieringApplication
+from services.tiering.projections import ActivityView, MembersView
 from shared.clock import ServiceClock, utc_now
 from shared.contracts import DealRegistered
 from shared.database import ensure_schema, resolve_database_url
@@ -14,10 +17,6 @@ from shared.runtime import ServiceRuntime, own_log, published_log
 from shared.settings import ServiceSettings
 from shared.subscriptions import Follower
 from shared.web import create_service_api
-
-from services.tiering.api import partners
-from services.tiering.application import TieringApplication
-from services.tiering.projections import ActivityView, MembersView
 
 NAME = "tiering"
 

@@ -1,0 +1,1 @@
+"""The `dealreg` command: runs, inspects and maintains the three services."""
