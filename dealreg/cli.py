@@ -31,11 +31,16 @@ def _entry(name: str) -> ServiceEntry:
 
 
 @cli.command()
-def run(host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1") -> None:
+def run(
+    host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
+    port_offset: Annotated[
+        int, typer.Option(help="Added to the ports 8001-8003, to run beside another copy")
+    ] = 0,
+) -> None:
     """Start all three services (embedded PostgreSQL unless DATABASE_URL is set)."""
     from dealreg.supervisor import run_all
 
-    raise typer.Exit(run_all(host, ServiceSettings()))
+    raise typer.Exit(run_all(host, ServiceSettings(), port_offset=port_offset))
 
 
 @cli.command()

@@ -46,7 +46,7 @@ def _wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float) ->
     raise RuntimeError(f"{url} did not answer /healthz within {timeout:.0f}s")
 
 
-def run_all(host: str, settings: ServiceSettings) -> int:
+def run_all(host: str, settings: ServiceSettings, *, port_offset: int = 0) -> int:
     settings = settings.model_copy(update={"data_dir": settings.data_dir.resolve()})
     server: Any = None
     if settings.database_url:
@@ -87,12 +87,12 @@ def run_all(host: str, settings: ServiceSettings) -> int:
                     "--host",
                     host,
                     "--port",
-                    str(entry.port),
+                    str(entry.port + port_offset),
                 ],
                 env=env,
             )
         for entry in SERVICES.values():
-            _wait_healthy(f"http://{host}:{entry.port}", children[entry.name], 60)
+            _wait_healthy(f"http://{host}:{entry.port + port_offset}", children[entry.name], 60)
         token = mint_token(
             secret,
             Role.ADMIN,
@@ -102,9 +102,12 @@ def run_all(host: str, settings: ServiceSettings) -> int:
         )
         print(f"\ndealreg is running on the {where}:", flush=True)
         for entry in SERVICES.values():
-            print(f"  {entry.name:<13} http://{host}:{entry.port}  (docs: /docs)")
+            print(f"  {entry.name:<13} http://{host}:{entry.port + port_offset}  (docs: /docs)")
         print(f"\nDevelopment admin token (8 hours):\n  {token}\n")
-        print(f'Try:  curl -H "Authorization: Bearer $TOKEN" http://{host}:8001/v1/events')
+        print(
+            f'Try:  curl -H "Authorization: Bearer <token>" '
+            f"http://{host}:{8001 + port_offset}/v1/events"
+        )
         print("Stop with Ctrl-C.\n", flush=True)
         while not stopping:
             for name, child in children.items():

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -57,8 +59,24 @@ def with_database(url: str, dbname: str) -> str:
 
 
 def ensure_schema(url: str, schema: str) -> None:
-    with psycopg.connect(url, autocommit=True) as conn:
+    with creating_tables(url), psycopg.connect(url, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+
+
+# Any number, the same in every process: the key of the lock that serialises DDL.
+_DDL_LOCK = 0x6465616C726567
+
+
+@contextmanager
+def creating_tables(url: str) -> Iterator[None]:
+    """Serialise ``CREATE ... IF NOT EXISTS`` across processes: PostgreSQL lets two of them
+    race on its catalogue, and services starting together would."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (_DDL_LOCK,))
+        try:
+            yield
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (_DDL_LOCK,))
 
 
 def eventsourcing_env(

@@ -11,7 +11,7 @@ from eventsourcing.postgres import PostgresApplicationRecorder, PostgresFactory
 from eventsourcing.utils import Environment
 
 from shared.codec import register_transcodings
-from shared.database import eventsourcing_env
+from shared.database import creating_tables, eventsourcing_env
 
 TAggregate = TypeVar("TAggregate")
 
@@ -20,7 +20,8 @@ class ServiceApplication(Application[UUID]):
     """A service's log: table ``<name>_events``, written by this service alone."""
 
     def __init__(self, database_url: str, *, schema: str = "public", pool_size: int = 5) -> None:
-        super().__init__(eventsourcing_env(database_url, schema=schema, pool_size=pool_size))
+        with creating_tables(database_url):
+            super().__init__(eventsourcing_env(database_url, schema=schema, pool_size=pool_size))
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         register_transcodings(transcoder)
@@ -49,6 +50,7 @@ def open_log(database_url: str, log: str, *, schema: str = "public") -> Postgres
     factory = PostgresFactory(
         Environment(log, eventsourcing_env(database_url, schema=schema, pool_size=2))
     )
-    recorder = factory.application_recorder()
+    with creating_tables(database_url):
+        recorder = factory.application_recorder()
     assert isinstance(recorder, PostgresApplicationRecorder)
     return recorder

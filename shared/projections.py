@@ -17,7 +17,7 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composed, Identifier
 
-from shared.database import eventsourcing_env
+from shared.database import creating_tables, eventsourcing_env
 
 Handler = Callable[[Any, Cursor[DictRow], Any], None]
 F = TypeVar("F", bound=Callable[..., None])
@@ -65,7 +65,8 @@ class View(PostgresTrackingRecorder):
         """Connect to (and create, if need be) the view's tables in a schema."""
         env = Environment(cls.name, eventsourcing_env(database_url, schema=schema, pool_size=3))
         factory = PostgresFactory(env)
-        return factory.tracking_recorder(cls)
+        with creating_tables(database_url):
+            return factory.tracking_recorder(cls)
 
     @property
     def schema(self) -> str:

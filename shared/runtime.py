@@ -100,6 +100,9 @@ class ServiceRuntime:
         for close in self.closers:
             close()
         self.app.close()
+        if self.embedded_server is not None:  # stops it if this process was its last user
+            self.embedded_server.cleanup()
+            self.embedded_server = None
 
     def sync(self) -> None:
         """Bring every projection up to the logs it follows."""

@@ -1,0 +1,112 @@
+"""The three services as real processes (uvicorn, via `dealreg serve`) on free ports."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import JWT_SECRET
+
+SERVICES = ("registration", "commissions", "tiering")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Stack:
+    database_url: str
+    log_dir: Path
+    ports: dict[str, int] = field(default_factory=dict)
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def url(self, service: str) -> str:
+        return f"http://127.0.0.1:{self.ports[service]}"
+
+    def client(self, service: str) -> httpx.Client:
+        return httpx.Client(base_url=self.url(service), timeout=30)
+
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "DATABASE_URL": self.database_url,
+            "DEALREG_JWT_SECRET": JWT_SECRET,
+            "DEALREG_CLOCK_INTERVAL_SECONDS": "0",
+            "DEALREG_LOG_JSON": "false",
+            "DEALREG_LOG_LEVEL": "WARNING",
+        }
+
+    def start(self, service: str) -> None:
+        self.ports.setdefault(service, free_port())
+        log = (self.log_dir / f"{service}.log").open("ab")
+        self.processes[service] = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "dealreg.cli",
+                "serve",
+                service,
+                "--port",
+                str(self.ports[service]),
+            ],
+            env=self.env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait_ready(self, service: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            process = self.processes[service]
+            if process.poll() is not None:
+                log = (self.log_dir / f"{service}.log").read_text()[-3000:]
+                raise AssertionError(f"{service} exited ({process.returncode}):\n{log}")
+            try:
+                if httpx.get(f"{self.url(service)}/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"{service} not ready within {timeout}s")
+
+    def kill(self, service: str, sig: int = signal.SIGKILL) -> None:
+        process = self.processes.pop(service)
+        process.send_signal(sig)
+        process.wait(timeout=30)
+
+    def stop_all(self) -> None:
+        for service in list(self.processes):
+            process = self.processes.pop(service)
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@pytest.fixture
+def stack(database_url: str, tmp_path: Path) -> Iterator[Stack]:
+    stack = Stack(database_url, tmp_path)
+    try:
+        for service in SERVICES:
+            stack.start(service)
+        for service in SERVICES:
+            stack.wait_ready(service)
+        yield stack
+    finally:
+        stack.stop_all()

@@ -1,0 +1,78 @@
+"""The walking skeleton's slice, over HTTP, through three real processes."""
+
+from __future__ import annotations
+
+from shared.auth import Role
+from tests.conftest import PARTNER_BODY, bearer, eventually, registration_body
+from tests.e2e.conftest import Stack
+
+
+def test_enrol_register_sign_and_every_service_reacts(stack: Stack) -> None:
+    admin, crm = bearer(Role.ADMIN), bearer(Role.CRM)
+    with (
+        stack.client("tiering") as tiering,
+        stack.client("registration") as registration,
+        stack.client("commissions") as commissions,
+    ):
+        enrolled = tiering.post("/v1/partners", json=PARTNER_BODY, headers=admin)
+        assert enrolled.status_code == 201, enrolled.text
+        partner_id = enrolled.json()["partner_id"]
+
+        # registration accepts the deals of a partner enrolled at tiering
+        registered = registration.post(
+            "/v1/registrations", json=registration_body(partner_id), headers=crm
+        )
+        assert registered.status_code == 201, registered.text
+        assert registered.json()["status"] == "approved"
+
+        # tiering counts the deal registered at registration
+        standing = eventually(
+            lambda: (
+                (s := tiering.get(f"/v1/partners/{partner_id}", headers=admin).json())[
+                    "registrations"
+                ]
+                == 1
+                and s
+            )
+        )
+        assert standing["tiers"] == {"refer": "associate", "sell": "registered"}
+
+        # commissions shows a line for the contract signed at registration
+        contract = registration.post(
+            "/v1/contracts",
+            json={
+                "registration_id": registered.json()["registration_id"],
+                "start_date": "2027-01-01",
+                "mrr": {"amount": "1000.00", "currency": "USD"},
+            },
+            headers=crm,
+        ).json()
+        lines = eventually(
+            lambda: commissions.get(
+                "/v1/lines", params={"partner_id": partner_id}, headers=bearer(Role.FINANCE)
+            ).json()["lines"]
+        )
+        (line,) = lines
+        assert line["contract_id"] == contract["contract_id"]
+        assert line["amount"] == {"amount": "100.00", "currency": "USD"}
+        assert line["caused_by"]
+        assert line["caused_by"][0].startswith("registration#")
+
+        # and commissions follows tiering too
+        tiers = commissions.get(f"/v1/partner-tiers/{partner_id}", headers=admin).json()
+        assert {t["motion"]: t["tier"] for t in tiers["tiers"]} == {
+            "refer": "associate",
+            "sell": "registered",
+        }
+
+        # the auditor reads each log in order
+        for client in (tiering, registration, commissions):
+            page = client.get("/v1/events", headers=bearer(Role.AUDITOR)).json()
+            positions = [e["position"] for e in page["events"]]
+            assert positions == sorted(positions)
+            assert positions[0] == 1
+            assert page["head"] >= positions[-1]
+
+        # lag is measured per subscription
+        metrics = commissions.get("/metrics").text
+        assert 'subscription="commissions<-registration"' in metrics

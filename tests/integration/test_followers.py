@@ -1,0 +1,154 @@
+"""Following a log: exactly once, resumable, one active worker at a time, rebuildable."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import date
+from typing import Any
+
+import pytest
+from eventsourcing.persistence import IntegrityError, Tracking
+
+from services.tiering import service as tiering
+from services.tiering.projections import MembersView
+from shared.runtime import ServiceRuntime, WorkerIsRunningError, own_log
+from shared.subscriptions import Follower
+from tests.conftest import eventually
+
+
+def enrol(runtime: ServiceRuntime, name: str) -> Any:
+    app: Any = runtime.app
+    return app.enrol_partner(
+        legal_name=name,
+        home_country="DE",
+        regions=["EMEA"],
+        motions=["sell"],
+        function="sales",
+        category="solution_reseller",
+        management="formal_program",
+        on=date(2026, 1, 1),
+    )
+
+
+def count(runtime: ServiceRuntime, table: str) -> int:
+    import psycopg
+
+    with psycopg.connect(runtime.database_url) as conn:
+        row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()  # noqa: S608
+        assert row is not None
+        return int(row[0])
+
+
+@pytest.fixture
+def runtime(settings_for: Callable[..., Any]) -> Any:
+    runtime = tiering.build_runtime(settings_for())
+    yield runtime
+    runtime.close()
+
+
+def members(runtime: ServiceRuntime) -> Follower:
+    return next(f for f in runtime.followers if isinstance(f.target, MembersView))
+
+
+def test_an_event_takes_effect_once_even_if_offered_twice(runtime: ServiceRuntime) -> None:
+    enrol(runtime, "Once")
+    follower = members(runtime)
+    assert follower.catch_up() == 3
+    notification = runtime.app.recorder.select_notifications(start=1, limit=1)[0]
+    with pytest.raises(IntegrityError):
+        follower.target.process(
+            runtime.app.decode(notification), Tracking("tiering", notification.id)
+        )
+    assert count(runtime, "tiering_partners") == 1
+    assert follower.catch_up() == 0
+
+
+def test_a_restarted_follower_resumes_where_it_stopped(runtime: ServiceRuntime) -> None:
+    follower = members(runtime)
+    enrol(runtime, "Before")
+    follower.start()
+    eventually(lambda: count(runtime, "tiering_partners") == 1)
+    follower.stop()
+    enrol(runtime, "While stopped")
+    enrol(runtime, "While stopped too")
+    assert count(runtime, "tiering_partners") == 1
+    follower.start()
+    eventually(lambda: count(runtime, "tiering_partners") == 3)
+    enrol(runtime, "After")  # and it listens for new events again
+    eventually(lambda: count(runtime, "tiering_partners") == 4)
+    follower.stop()
+    assert follower.position() == runtime.app.recorder.max_notification_id()
+
+
+def test_only_one_worker_runs_a_projection(
+    runtime: ServiceRuntime, settings_for: Callable[..., Any]
+) -> None:
+    standby_runtime = tiering.build_runtime(settings_for())
+    try:
+        active, standby = members(runtime), members(standby_runtime)
+        active.start()
+        eventually(lambda: active._leading)
+        standby.start()
+        enrol(runtime, "Seen by one")
+        eventually(lambda: count(runtime, "tiering_partners") == 1)
+        assert not standby._leading
+        assert standby.ready  # a standby serves reads: it is ready
+        active.stop()
+        eventually(lambda: standby._leading)  # it takes over when the lock is released
+        enrol(runtime, "Seen by the other")
+        eventually(lambda: count(runtime, "tiering_partners") == 2)
+    finally:
+        standby_runtime.close()
+
+
+def test_rebuild_beside_the_live_projection_is_identical(runtime: ServiceRuntime) -> None:
+    for n in range(5):
+        enrol(runtime, f"Partner {n}")
+    runtime.sync()
+    report = runtime.rebuild(into_schema="rebuild_check")
+    assert report.identical
+    assert report.events_applied == 15
+    assert {d.table for d in report.differences} == {
+        "tiering_partners",
+        "tiering_partner_tiers",
+        "tiering_partner_activity",
+    }
+
+
+def test_rebuild_in_place_waits_for_the_workers_to_stop(runtime: ServiceRuntime) -> None:
+    enrol(runtime, "Kept")
+    runtime.start()
+    eventually(lambda: count(runtime, "tiering_partner_tiers") == 2)
+    with pytest.raises(WorkerIsRunningError):
+        runtime.rebuild()
+    runtime.stop()
+    report = runtime.rebuild()
+    assert report.events_applied >= 3
+    assert count(runtime, "tiering_partners") == 1
+    assert count(runtime, "tiering_partner_tiers") == 2
+
+
+def test_the_follower_thread_survives_a_failing_event(runtime: ServiceRuntime) -> None:
+    follower = members(runtime)
+    failures = {"left": 2}
+    real_process = follower.target.process
+
+    def flaky(event: Any, tracking: Tracking) -> None:
+        if failures["left"]:
+            failures["left"] -= 1
+            raise RuntimeError("database blinked")
+        real_process(event, tracking)
+
+    follower.target.process = flaky  # type: ignore[method-assign]
+    enrol(runtime, "Eventually")
+    follower.start()
+    eventually(lambda: count(runtime, "tiering_partners") == 1, timeout=20)
+    assert follower.last_error is None or "blinked" in follower.last_error
+    follower.stop()
+    assert threading.active_count() >= 1
+
+
+def test_own_log_source_reads_every_event(runtime: ServiceRuntime) -> None:
+    enrol(runtime, "Counted")
+    assert own_log(runtime.app).pending_after(0) == 3
