@@ -77,6 +77,8 @@ class Leadership:
         self.database_url = database_url
         self.name = name
         self.key = advisory_key(name)
+        self.standing_by = False
+        """True while another process holds the lock and this one waits for it."""
 
     @contextmanager
     def hold(self, stopping: threading.Event, retry_seconds: float = 1.0) -> Iterator[bool]:
@@ -85,12 +87,14 @@ class Leadership:
             while not stopping.is_set():
                 row = conn.execute("SELECT pg_try_advisory_lock(%s)", (self.key,)).fetchone()
                 if row and row[0]:
+                    self.standing_by = False
                     try:
                         yield True
                     finally:
                         if not conn.closed:
                             conn.execute("SELECT pg_advisory_unlock(%s)", (self.key,))
                     return
+                self.standing_by = True
                 stopping.wait(retry_seconds)
             yield False
 
@@ -174,9 +178,11 @@ class Follower:
 
     @property
     def ready(self) -> bool:
-        """Caught up once since start (a standby is ready: it serves reads)."""
-        if self._caught_up or not self._leading:
+        """Caught up once since start; a standby is ready too (it serves reads)."""
+        if self._caught_up or self.leadership.standing_by:
             return True
+        if not self._leading:
+            return False  # still connecting
         self._caught_up = self.pending() == 0
         return self._caught_up
 
