@@ -28,6 +28,8 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     if os.environ.get("CI") == "true" and report.skipped and not hasattr(report, "wasxfail"):
         report.outcome = "failed"
         report.longrepr = f"skipped under CI=true, which is not allowed: {report.longrepr}"
+
+
 T = TypeVar("T")
 
 
