@@ -17,13 +17,28 @@ from psycopg import sql
 
 from shared.clock import ClockWorker, ServiceClock
 from shared.contracts import PublishedEvent, PublishedLanguage
-from shared.database import ensure_schema
+from shared.database import ensure_schema, resolve_database_url
 from shared.eventlog import ServiceApplication, open_log
 from shared.projections import View
 from shared.settings import ServiceSettings
 from shared.subscriptions import Follower, Source
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Database:
+    """Where a service keeps its tables: a URL, a schema, and the embedded server (if any)."""
+
+    url: str
+    schema: str
+    embedded_server: Any = None
+
+
+def open_database(settings: ServiceSettings) -> Database:
+    url, embedded = resolve_database_url(settings)
+    ensure_schema(url, settings.db_schema)
+    return Database(url, settings.db_schema, embedded)
 
 
 def own_log(app: ServiceApplication) -> Source:

@@ -14,8 +14,7 @@ from services.commissions.application import CommissionsApplication
 from services.commissions.projections import LinesView, TiersView
 from shared.clock import ServiceClock, utc_now
 from shared.contracts import ContractSigned, TierChanged
-from shared.database import ensure_schema, resolve_database_url
-from shared.runtime import ServiceRuntime, own_log, published_log
+from shared.runtime import ServiceRuntime, open_database, own_log, published_log
 from shared.settings import ServiceSettings
 from shared.subscriptions import DecidingTarget, Follower
 from shared.web import create_service_api
@@ -36,9 +35,8 @@ def build_runtime(
     settings: CommissionsSettings | None = None, *, now: Callable[[], datetime] = utc_now
 ) -> ServiceRuntime:
     settings = settings or CommissionsSettings()
-    url, embedded = resolve_database_url(settings)
-    schema = settings.db_schema
-    ensure_schema(url, schema)
+    database = open_database(settings)
+    url, schema = database.url, database.schema
     app = CommissionsApplication(url, flat_rate=settings.commissions_flat_rate, schema=schema)
     tier_view = TiersView.open(url, schema=schema)
     line_view = LinesView.open(url, schema=schema)
@@ -55,7 +53,7 @@ def build_runtime(
             Follower(own_log(app), line_view, url),
         ],
         clock=ServiceClock(app, NAME, jobs=[], now=now),
-        embedded_server=embedded,
+        embedded_server=database.embedded_server,
         closers=[
             tier_view.close,
             line_view.close,

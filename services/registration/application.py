@@ -121,26 +121,10 @@ class RegistrationApplication(ServiceApplication):
 
     def _register(self, new: NewRegistration, key: str, today: date) -> Registration:
         claim = self._claim(key, new.product_line)
-        if claim is not None and claim.protects_on(today):
-            if claim.partner_id == new.partner_id:
-                raise AlreadyRegisteredError(claim.registration_id)
-            registration = Registration.record(
-                new.partner_id,
-                key,
-                new.customer.name,
-                new.customer.domain,
-                new.customer.country,
-                new.product_line,
-                new.motion,
-                new.estimated_value,
-                new.expected_close,
-                new.external_id,
-                conflict_with=claim.registration_id,
-                may_register_again_on=claim.protected_until + timedelta(days=1),
-            )
-            self.save(registration)
-            return registration
-        protected_until = today + PROTECTION
+        holder = claim if claim is not None and claim.protects_on(today) else None
+        if holder is not None and holder.partner_id == new.partner_id:
+            raise AlreadyRegisteredError(holder.registration_id)
+        protected_until = None if holder else today + PROTECTION
         registration = Registration.record(
             new.partner_id,
             key,
@@ -153,18 +137,25 @@ class RegistrationApplication(ServiceApplication):
             new.expected_close,
             new.external_id,
             protected_until=protected_until,
+            conflict_with=holder.registration_id if holder else None,
+            may_register_again_on=holder.protected_until + timedelta(days=1) if holder else None,
         )
-        if claim is None:
-            claim = CustomerClaim(
-                customer_key=key,
-                product_line=new.product_line,
-                registration_id=registration.id,
-                partner_id=new.partner_id,
-                protected_until=protected_until,
+        if protected_until is None:
+            self.save(registration)
+        elif claim is None:
+            self.save(
+                registration,
+                CustomerClaim(
+                    customer_key=key,
+                    product_line=new.product_line,
+                    registration_id=registration.id,
+                    partner_id=new.partner_id,
+                    protected_until=protected_until,
+                ),
             )
         else:
             claim.reclaimed(registration.id, new.partner_id, protected_until)
-        self.save(registration, claim)
+            self.save(registration, claim)
         return registration
 
     def _claim(self, key: str, product_line: str) -> CustomerClaim | None:

@@ -17,8 +17,7 @@ from services.registration.projections import (
 )
 from shared.clock import ServiceClock, utc_now
 from shared.contracts import PartnerEnrolled
-from shared.database import ensure_schema, resolve_database_url
-from shared.runtime import ServiceRuntime, own_log, published_log
+from shared.runtime import ServiceRuntime, open_database, own_log, published_log
 from shared.settings import ServiceSettings
 from shared.subscriptions import Follower
 from shared.web import create_service_api
@@ -30,9 +29,8 @@ def build_runtime(
     settings: ServiceSettings | None = None, *, now: Callable[[], datetime] = utc_now
 ) -> ServiceRuntime:
     settings = settings or ServiceSettings()
-    url, embedded = resolve_database_url(settings)
-    schema = settings.db_schema
-    ensure_schema(url, schema)
+    database = open_database(settings)
+    url, schema = database.url, database.schema
     directory = PartnerDirectoryView.open(url, schema=schema)
     deals = DealsView.open(url, schema=schema)
     contract_view = ContractsView.open(url, schema=schema)
@@ -57,7 +55,7 @@ def build_runtime(
             needs=[follows_contracts],
             now=now,
         ),
-        embedded_server=embedded,
+        embedded_server=database.embedded_server,
         closers=[
             directory.close,
             deals.close,

@@ -12,8 +12,7 @@ from services.tiering.application import TieringApplication
 from services.tiering.projections import ActivityView, MembersView
 from shared.clock import ServiceClock, utc_now
 from shared.contracts import DealRegistered
-from shared.database import ensure_schema, resolve_database_url
-from shared.runtime import ServiceRuntime, own_log, published_log
+from shared.runtime import ServiceRuntime, open_database, own_log, published_log
 from shared.settings import ServiceSettings
 from shared.subscriptions import Follower
 from shared.web import create_service_api
@@ -25,9 +24,8 @@ def build_runtime(
     settings: ServiceSettings | None = None, *, now: Callable[[], datetime] = utc_now
 ) -> ServiceRuntime:
     settings = settings or ServiceSettings()
-    url, embedded = resolve_database_url(settings)
-    schema = settings.db_schema
-    ensure_schema(url, schema)
+    database = open_database(settings)
+    url, schema = database.url, database.schema
     app = TieringApplication(url, schema=schema)
     members = MembersView.open(url, schema=schema)
     activity = ActivityView.open(url, schema=schema)
@@ -42,7 +40,7 @@ def build_runtime(
             Follower(registrations, activity, url),
         ],
         clock=ServiceClock(app, NAME, jobs=[], now=now),
-        embedded_server=embedded,
+        embedded_server=database.embedded_server,
         closers=[members.close, activity.close, registrations.recorder.datastore.close],
     )
 
