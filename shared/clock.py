@@ -13,15 +13,17 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.domain import Aggregate, event
 from eventsourcing.persistence import IntegrityError
 
-from shared.eventlog import ServiceApplication
 from shared.subscriptions import Follower, Leadership
+
+if TYPE_CHECKING:
+    from shared.eventlog import ServiceApplication
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +95,15 @@ class ServiceClock:
         self.now = now
         self._lock = threading.Lock()
 
+    def time(self) -> datetime:
+        """The service's present: the wall clock, or where the clock was run to if later.
+
+        Time in a service never runs backwards: after a backfill or a test runs the clock
+        ahead, what happens next happens then."""
+        wall = self.now()
+        position = self.current()
+        return max(wall, position) if position else wall
+
     def current(self) -> datetime | None:
         try:
             clock: Clock = self.app.repository.get(Clock.create_id(self.service))
@@ -100,8 +111,11 @@ class ServiceClock:
             return None
         return clock.now
 
-    def advance(self, until: datetime) -> ClockRun:
-        """Run time up to an instant; an instant already reached changes nothing."""
+    def advance(self, until: datetime, *, record_idle: bool = True) -> ClockRun:
+        """Run time up to an instant; an instant already reached changes nothing.
+
+        The worker's routine ticks that decide nothing are not recorded (``record_idle``), so
+        the log does not grow by a tick a minute."""
         if until.tzinfo is None:
             raise ValueError("the instant needs a time zone")
         with self._lock:
@@ -109,13 +123,13 @@ class ServiceClock:
                 follower.sync()
             for attempt in range(3):
                 try:
-                    return self._advance_once(until)
+                    return self._advance_once(until, record_idle)
                 except IntegrityError:  # another process advanced the clock at the same time
                     if attempt == 2:
                         raise
             raise AssertionError("unreachable")
 
-    def _advance_once(self, until: datetime) -> ClockRun:
+    def _advance_once(self, until: datetime, record_idle: bool) -> ClockRun:
         try:
             clock: Clock = self.app.repository.get(Clock.create_id(self.service))
         except AggregateNotFoundError:
@@ -125,6 +139,8 @@ class ServiceClock:
             return ClockRun(self.service, previous, previous, 0)
         changed: list[Any] = [agg for job in self.jobs for agg in job(previous, until)]
         decisions = sum(len(agg.pending_events) for agg in changed)
+        if not decisions and not record_idle:
+            return ClockRun(self.service, previous, previous or until, 0)
         clock.advance(until, decisions)
         self.app.save(*changed, clock)
         return ClockRun(self.service, previous, until, decisions)
@@ -158,7 +174,7 @@ class ClockWorker:
             try:
                 with self.leadership.hold(self._stopping) as leading:
                     while leading and not self._stopping.is_set():
-                        self.clock.advance(self.clock.now())
+                        self.clock.advance(self.clock.now(), record_idle=False)
                         self._stopping.wait(self.interval)
             except Exception:  # keep ticking after a lost connection
                 log.exception("clock %s failed", self.clock.service)

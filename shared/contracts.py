@@ -86,7 +86,26 @@ class DealRegistered(PublishedEvent):
     status: str
 
 
+class RegistrationApproved(PublishedEvent):
+    """A channel manager approved a registration after review (auto-approvals are in
+    ``DealRegistered`` with status ``approved``)."""
+
+    event_name = "RegistrationApproved"
+    subject_field = "registration_id"
+
+    registration_id: UUID
+    partner_id: UUID
+    customer_key: str
+    product_line: str
+    motion: str
+    approved_on: date
+    protected_until: date
+
+
 class ContractSigned(PublishedEvent):
+    """Closed-won. ``motion`` is that of the registration it wins (``refer``: the partner is the
+    referrer); ``poached`` marks a contract won from another partner's renewal window."""
+
     event_name = "ContractSigned"
     subject_field = "contract_id"
 
@@ -100,6 +119,35 @@ class ContractSigned(PublishedEvent):
     mrr: Money
     one_time: Money | None
     external_id: str | None
+    motion: str | None = None
+    poached: bool = False
+    incumbent_partner_id: UUID | None = None
+
+
+class ContractRenewed(PublishedEvent):
+    event_name = "ContractRenewed"
+    subject_field = "contract_id"
+
+    contract_id: UUID
+    customer_key: str
+    partner_id: UUID | None
+    term_months: int
+    start_date: date
+    end_date: date
+    mrr: Money
+    external_id: str | None
+
+
+class ContractCancelled(PublishedEvent):
+    event_name = "ContractCancelled"
+    subject_field = "contract_id"
+
+    contract_id: UUID
+    customer_key: str
+    partner_id: UUID | None
+    start_date: date
+    effective_on: date
+    reason: str
 
 
 class RenewalDue(PublishedEvent):
@@ -117,7 +165,10 @@ ALL_CONTRACTS: tuple[type[PublishedEvent], ...] = (
     PartnerEnrolled,
     TierChanged,
     DealRegistered,
+    RegistrationApproved,
     ContractSigned,
+    ContractRenewed,
+    ContractCancelled,
     RenewalDue,
 )
 

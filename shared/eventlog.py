@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from collections.abc import Iterable
+from typing import Any, ClassVar, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import JSONTranscoder
+from eventsourcing.persistence import JSONTranscoder, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresFactory
 from eventsourcing.utils import Environment
+from psycopg.sql import SQL, Identifier
 
+from shared.clock import Clock
 from shared.codec import register_transcodings
 from shared.database import creating_tables, eventsourcing_env
 
@@ -18,6 +21,9 @@ TAggregate = TypeVar("TAggregate")
 
 class ServiceApplication(Application[UUID]):
     """A service's log: table ``<name>_events``, written by this service alone."""
+
+    # The clock's stream grows with every run of time; a snapshot keeps loading it cheap.
+    snapshotting_intervals: ClassVar[dict[type[Any], int]] = {Clock: 50}
 
     def __init__(self, database_url: str, *, schema: str = "public", pool_size: int = 5) -> None:
         with creating_tables(database_url):
@@ -32,6 +38,35 @@ class ServiceApplication(Application[UUID]):
         if not isinstance(aggregate, kind):
             raise AggregateNotFoundError(aggregate_id)
         return aggregate
+
+    def get_many(self, aggregate_ids: Iterable[UUID]) -> dict[UUID, Any]:
+        """Several aggregates in one query (for batches); absent ids are left out."""
+        wanted = list(set(aggregate_ids))
+        if not wanted:
+            return {}
+        recorder = self.recorder
+        assert isinstance(recorder, PostgresApplicationRecorder)
+        statement = SQL(
+            "SELECT originator_id, originator_version, topic, state FROM {}.{}"
+            " WHERE originator_id = ANY(%s) ORDER BY originator_id, originator_version"
+        ).format(Identifier(recorder.datastore.schema), Identifier(recorder.events_table_name))
+        with recorder.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(statement, (wanted,))
+            rows = curs.fetchall()
+        aggregates: dict[UUID, Any] = {}
+        for row in rows:
+            domain_event: Any = self.mapper.to_domain_event(
+                StoredEvent(
+                    originator_id=row["originator_id"],
+                    originator_version=row["originator_version"],
+                    topic=row["topic"],
+                    state=bytes(row["state"]),
+                )
+            )
+            aggregates[row["originator_id"]] = domain_event.mutate(
+                aggregates.get(row["originator_id"])
+            )
+        return aggregates
 
     def decode(self, notification: Any) -> Any:
         """A notification of this log as the domain event it stores."""

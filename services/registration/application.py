@@ -1,38 +1,70 @@
-"""Registration's commands: load, decide in the aggregates, save in one transaction."""
+"""Registration's commands: load, let the aggregates decide, save in one transaction.
+
+Reads that decide a command (the customer's claim) come from the log itself; reads that only
+flag (possible duplicates, incumbency) come from projections through small ports.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
-from typing import Protocol
+from datetime import date, datetime
+from functools import partial
+from typing import Protocol, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError
 
-from services.registration.domain import (
-    PROTECTION,
-    Contract,
+from services.registration.domain.contracts import Contract
+from services.registration.domain.customers import CustomerIdentity, resemblance
+from services.registration.domain.direct import DirectDeal
+from services.registration.domain.external_ids import ExternalId
+from services.registration.domain.partners import KnownPartner
+from services.registration.domain.registrations import (
+    APPROVED,
+    EXPIRED,
+    Assessment,
     CustomerClaim,
-    KnownPartner,
+    Flag,
+    Incumbency,
     Registration,
     RegistrationRuleError,
-    customer_key,
+    TransitionError,
 )
 from shared.eventlog import ServiceApplication
 from shared.money import Money
 
+T = TypeVar("T")
+
+
+# --- ports: what the application needs to know, implemented by projections -------------------
+
 
 class PartnerDirectory(Protocol):
-    """The program's members as tiering publishes them."""
-
     def get(self, partner_id: UUID) -> KnownPartner | None: ...
 
 
-class ContractSchedule(Protocol):
+class CustomerIndex(Protocol):
+    def similar_customers(
+        self, identity: CustomerIdentity, product_line: str
+    ) -> Sequence[tuple[UUID, CustomerIdentity]]:
+        """Open registrations of the product line whose customer looks like this one."""
+        ...
+
+    def incumbent(self, customer_key: str, on: date) -> Incumbency | None:
+        """An active contract of the customer whose renewal window is open on a day."""
+        ...
+
+
+class Schedule(Protocol):
     def renewal_candidates(self, until: date) -> Sequence[UUID]: ...
+
+    def registrations_to_age(self, now: datetime) -> Sequence[UUID]: ...
+
+
+# --- errors the API turns into problems -----------------------------------------------------
 
 
 class UnknownPartnerError(RegistrationRuleError):
@@ -40,12 +72,32 @@ class UnknownPartnerError(RegistrationRuleError):
 
 
 class AlreadyRegisteredError(RegistrationRuleError):
-    def __init__(self, registration_id: UUID) -> None:
+    def __init__(self, registration_id: UUID | None) -> None:
         super().__init__(
-            f"this partner already holds the customer for this product line "
+            "this partner already holds the customer for this product line "
             f"(registration {registration_id})"
         )
         self.registration_id = registration_id
+
+
+class ExternalIdTakenError(RegistrationRuleError):
+    def __init__(self, kind: str, external_id: str, entity_id: UUID) -> None:
+        super().__init__(f"the CRM id {external_id!r} already names {kind} {entity_id}")
+        self.kind = kind
+        self.external_id = external_id
+        self.entity_id = entity_id
+
+
+class StillProtectedError(TransitionError):
+    def __init__(self, until: date | None) -> None:
+        super().__init__(
+            "another partner's protection of this customer lasts until "
+            f"{until.isoformat() if until else 'further notice'}; it cannot be approved before"
+        )
+        self.until = until
+
+
+# --- commands ---------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -56,8 +108,8 @@ class Customer:
     email: str | None = None
 
     @property
-    def key(self) -> str:
-        return customer_key(
+    def identity(self) -> CustomerIdentity:
+        return CustomerIdentity.of(
             name=self.name, country=self.country, domain=self.domain, email=self.email
         )
 
@@ -74,6 +126,16 @@ class NewRegistration:
 
 
 @dataclass(frozen=True)
+class Changes:
+    """What a partner edits before resubmitting a returned registration."""
+
+    customer: Customer
+    product_line: str
+    estimated_value: Money
+    expected_close: date
+
+
+@dataclass(frozen=True)
 class NewContract:
     customer: Customer | None
     partner_id: UUID | None
@@ -85,6 +147,17 @@ class NewContract:
     external_id: str | None = None
 
 
+@dataclass(frozen=True)
+class NewDirectDeal:
+    customer: Customer
+    product_line: str
+    owner: str
+    external_id: str | None = None
+
+
+_ATTEMPTS = 10
+
+
 class RegistrationApplication(ServiceApplication):
     name = "registration"
 
@@ -93,119 +166,525 @@ class RegistrationApplication(ServiceApplication):
         database_url: str,
         *,
         partners: PartnerDirectory,
+        customers: CustomerIndex,
         schema: str = "public",
     ) -> None:
         super().__init__(database_url, schema=schema)
         self.partners = partners
+        self.customers = customers
 
-    # --- registrations ------------------------------------------------------------------
-    def register_deal(self, new: NewRegistration, today: date) -> Registration:
-        partner = self.partners.get(new.partner_id)
-        if partner is None:
-            raise UnknownPartnerError(f"partner {new.partner_id} is not enrolled in the program")
-        if partner.function == "influencer":
-            raise RegistrationRuleError("influencer partners cannot register deals")
-        if new.motion == "sell" and "sell" not in partner.motions:
-            raise RegistrationRuleError(
-                "resale registrations need the `sell` addendum; this partner may refer"
-            )
-        key = new.customer.key
-        # Racing registrations for one customer key all try to create or move the claim; the
-        # store lets exactly one through, and the others retry and find it held.
-        for _ in range(10):
-            try:
-                return self._register(new, key, today)
-            except IntegrityError:
-                continue
-        raise RegistrationRuleError("the customer's claim is too contended; retry shortly")
-
-    def _register(self, new: NewRegistration, key: str, today: date) -> Registration:
-        claim = self._claim(key, new.product_line)
-        holder = claim if claim is not None and claim.protects_on(today) else None
-        if holder is not None and holder.partner_id == new.partner_id:
-            raise AlreadyRegisteredError(holder.registration_id)
-        protected_until = None if holder else today + PROTECTION
-        registration = Registration.record(
-            new.partner_id,
-            key,
-            new.customer.name,
-            new.customer.domain,
-            new.customer.country,
-            new.product_line,
-            new.motion,
-            new.estimated_value,
-            new.expected_close,
-            new.external_id,
-            protected_until=protected_until,
-            conflict_with=holder.registration_id if holder else None,
-            may_register_again_on=holder.protected_until + timedelta(days=1) if holder else None,
-        )
-        if protected_until is None:
-            self.save(registration)
-        elif claim is None:
-            self.save(
-                registration,
-                CustomerClaim(
-                    customer_key=key,
-                    product_line=new.product_line,
-                    registration_id=registration.id,
-                    partner_id=new.partner_id,
-                    protected_until=protected_until,
-                ),
-            )
-        else:
-            claim.reclaimed(registration.id, new.partner_id, protected_until)
-            self.save(registration, claim)
-        return registration
-
-    def _claim(self, key: str, product_line: str) -> CustomerClaim | None:
-        try:
-            claim: CustomerClaim = self.repository.get(CustomerClaim.create_id(key, product_line))
-        except AggregateNotFoundError:
-            return None
-        return claim
-
+    # --- reading ----------------------------------------------------------------------
     def registration(self, registration_id: UUID) -> Registration:
         return self.get(registration_id, Registration)
-
-    # --- contracts ------------------------------------------------------------------------
-    def sign_contract(self, new: NewContract) -> Contract:
-        partner_id = new.partner_id
-        if new.registration_id is not None:
-            registration = self.registration(new.registration_id)
-            if partner_id is not None and partner_id != registration.partner_id:
-                raise RegistrationRuleError(
-                    "the contract's partner is not the partner of the registration it names"
-                )
-            partner_id = registration.partner_id
-            key = registration.customer_key
-        elif new.customer is not None:
-            key = new.customer.key
-        else:
-            raise RegistrationRuleError("a contract names its customer or a registration")
-        if partner_id is not None and self.partners.get(partner_id) is None:
-            raise UnknownPartnerError(f"partner {partner_id} is not enrolled in the program")
-        contract = Contract.sign(
-            customer_key=key,
-            partner_id=partner_id,
-            registration_id=new.registration_id,
-            start_date=new.start_date,
-            term_months=new.term_months,
-            mrr=new.mrr,
-            one_time=new.one_time,
-            external_id=new.external_id,
-        )
-        self.save(contract)
-        return contract
 
     def contract(self, contract_id: UUID) -> Contract:
         return self.get(contract_id, Contract)
 
+    def direct_deal(self, deal_id: UUID) -> DirectDeal:
+        return self.get(deal_id, DirectDeal)
+
+    def by_external_id(self, kind: str, external_id: str) -> UUID:
+        return self.get(ExternalId.create_id(kind, external_id), ExternalId).entity_id
+
+    def _maybe(self, aggregate_id: UUID, kind: type[T]) -> T | None:
+        try:
+            return self.get(aggregate_id, kind)
+        except AggregateNotFoundError:
+            return None
+
+    def claim_of(self, customer_key: str, product_line: str) -> CustomerClaim | None:
+        return self._maybe(CustomerClaim.create_id(customer_key, product_line), CustomerClaim)
+
+    def _retrying(self, attempt: Callable[[], T]) -> T:
+        # A racing writer makes our save fail on its unique (aggregate id, version); we load
+        # again and decide again, now seeing what it recorded.
+        for _ in range(_ATTEMPTS):
+            try:
+                return attempt()
+            except IntegrityError:
+                continue
+        raise RegistrationRuleError("too many concurrent changes to this customer; retry shortly")
+
+    def _external_id(self, kind: str, external_id: str | None, entity_id: UUID) -> list[Aggregate]:
+        if external_id is None:
+            return []
+        taken = self._maybe(ExternalId.create_id(kind, external_id), ExternalId)
+        if taken is not None:
+            raise ExternalIdTakenError(kind, external_id, taken.entity_id)
+        return [ExternalId(kind=kind, external_id=external_id, entity_id=entity_id)]
+
+    # --- registering --------------------------------------------------------------------
+    def partner_for(self, partner_id: UUID, motion: str) -> KnownPartner:
+        partner = self.partners.get(partner_id)
+        if partner is None:
+            raise UnknownPartnerError(f"partner {partner_id} is not enrolled in the program")
+        refusal = partner.may_register(motion)
+        if refusal:
+            raise RegistrationRuleError(refusal)
+        return partner
+
+    def assess(
+        self,
+        identity: CustomerIdentity,
+        product_line: str,
+        partner: KnownPartner,
+        today: date,
+        claim: CustomerClaim | None,
+        itself: UUID | None = None,
+    ) -> Assessment:
+        duplicates = []
+        for registration_id, other in self.customers.similar_customers(identity, product_line):
+            match = resemblance(identity, other)
+            if match is not None and registration_id != itself:
+                duplicates.append(
+                    Flag(
+                        rule="possible-duplicate",
+                        collides_with=f"registration:{registration_id}",
+                        matched_keys=match.matched,
+                        score=match.score,
+                    )
+                )
+        incumbency = self.customers.incumbent(identity.key, today)
+        if incumbency is not None and incumbency.partner_id == partner.partner_id:
+            incumbency = None  # renewing one's own customer is no poaching
+        holder = claim if claim and claim.held_by_other_than(partner.partner_id, today) else None
+        return Assessment(
+            holder=holder,
+            duplicates=tuple(duplicates),
+            incumbency=incumbency,
+            good_standing=partner.in_good_standing,
+        )
+
+    def protect(self, claim: CustomerClaim | None, registration: Registration) -> CustomerClaim:
+        assert registration.protected_until is not None
+        if claim is None:
+            return CustomerClaim(
+                customer_key=registration.customer_key,
+                product_line=registration.product_line,
+                registration_id=registration.id,
+                partner_id=registration.partner_id,
+                protected_until=registration.protected_until,
+            )
+        claim.take(
+            registration_id=registration.id,
+            partner_id=registration.partner_id,
+            protected_until=registration.protected_until,
+        )
+        return claim
+
+    def register_deal(self, new: NewRegistration, now: datetime) -> Registration:
+        partner = self.partner_for(new.partner_id, new.motion)
+        identity = new.customer.identity
+
+        def attempt() -> Registration:
+            claim = self.claim_of(identity.key, new.product_line)
+            if (
+                claim is not None
+                and claim.protects_on(now.date())
+                and claim.partner_id == new.partner_id
+            ):
+                raise AlreadyRegisteredError(claim.registration_id)
+            assessment = self.assess(identity, new.product_line, partner, now.date(), claim)
+            registration = Registration.submit(
+                partner_id=new.partner_id,
+                customer=identity,
+                customer_name=new.customer.name,
+                customer_domain=new.customer.domain,
+                customer_email=new.customer.email,
+                product_line=new.product_line,
+                motion=new.motion,
+                estimated_value=new.estimated_value,
+                expected_close=new.expected_close,
+                external_id=new.external_id,
+                assessment=assessment,
+                now=now,
+            )
+            changed: list[Aggregate] = [registration]
+            changed += self._external_id("registration", new.external_id, registration.id)
+            if registration.status == APPROVED:
+                changed.append(self.protect(claim, registration))
+            if assessment.incumbency is not None:
+                registration.note_poaching(assessment.incumbency)
+            self.save(*changed)
+            return registration
+
+        return self._retrying(attempt)
+
+    def resubmit(self, registration_id: UUID, changes: Changes, now: datetime) -> Registration:
+        def attempt() -> Registration:
+            registration = self.registration(registration_id)
+            partner = self.partner_for(registration.partner_id, registration.motion)
+            identity = changes.customer.identity
+            claim = self.claim_of(identity.key, changes.product_line)
+            assessment = self.assess(
+                identity, changes.product_line, partner, now.date(), claim, itself=registration.id
+            )
+            registration.resubmit(
+                customer=identity,
+                customer_name=changes.customer.name,
+                customer_domain=changes.customer.domain,
+                customer_email=changes.customer.email,
+                product_line=changes.product_line,
+                estimated_value=changes.estimated_value,
+                expected_close=changes.expected_close,
+                assessment=assessment,
+                now=now,
+            )
+            changed: list[Aggregate] = [registration]
+            if registration.status == APPROVED:
+                changed.append(self.protect(claim, registration))
+            if assessment.incumbency is not None:
+                registration.note_poaching(assessment.incumbency)
+            self.save(*changed)
+            return registration
+
+        return self._retrying(attempt)
+
+    # --- review -------------------------------------------------------------------------
+    def approve(self, registration_id: UUID, *, by: str, today: date) -> Registration:
+        def attempt() -> Registration:
+            registration = self.registration(registration_id)
+            claim = self.claim_of(registration.customer_key, registration.product_line)
+            if claim is not None and claim.held_by_other_than(registration.partner_id, today):
+                raise StillProtectedError(claim.protected_until)
+            registration.approve(by=by, today=today)
+            self.save(registration, self.protect(claim, registration))
+            return registration
+
+        return self._retrying(attempt)
+
+    def reject(
+        self, registration_id: UUID, *, by: str, reason_code: str, note: str
+    ) -> Registration:
+        registration = self.registration(registration_id)
+        registration.reject(by=by, reason_code=reason_code, note=note)
+        self.save(registration)
+        return registration
+
+    def return_for_information(self, registration_id: UUID, *, by: str, note: str) -> Registration:
+        registration = self.registration(registration_id)
+        registration.return_for_information(by=by, note=note)
+        self.save(registration)
+        return registration
+
+    def request_extension(self, registration_id: UUID, *, by: str, note: str) -> Registration:
+        registration = self.registration(registration_id)
+        registration.request_extension(by=by, note=note)
+        self.save(registration)
+        return registration
+
+    def approve_extension(self, registration_id: UUID, *, by: str) -> Registration:
+        def attempt() -> Registration:
+            registration = self.registration(registration_id)
+            protected_until = registration.approve_extension(by=by)
+            claim = self.claim_of(registration.customer_key, registration.product_line)
+            changed: list[Aggregate] = [registration]
+            if claim is not None:
+                claim.extend(registration_id=registration.id, protected_until=protected_until)
+                changed.append(claim)
+            self.save(*changed)
+            return registration
+
+        return self._retrying(attempt)
+
+    def decline_extension(self, registration_id: UUID, *, by: str, note: str) -> Registration:
+        registration = self.registration(registration_id)
+        registration.decline_extension(by=by, note=note)
+        self.save(registration)
+        return registration
+
+    def _close(
+        self, registration_id: UUID, close: Callable[[Registration], None], reason: str
+    ) -> Registration:
+        def attempt() -> Registration:
+            registration = self.registration(registration_id)
+            close(registration)
+            changed: list[Aggregate] = [registration]
+            claim = self.claim_of(registration.customer_key, registration.product_line)
+            if claim is not None and claim.release(registration_id=registration.id, reason=reason):
+                changed.append(claim)
+            self.save(*changed)
+            return registration
+
+        return self._retrying(attempt)
+
+    def withdraw(self, registration_id: UUID, *, by: str, on: date, reason: str) -> Registration:
+        return self._close(
+            registration_id, lambda r: r.withdraw(by=by, on=on, reason=reason), "withdrawn"
+        )
+
+    def mark_lost(self, registration_id: UUID, *, by: str, on: date, reason: str) -> Registration:
+        return self._close(registration_id, lambda r: r.lose(by=by, on=on, reason=reason), "lost")
+
+    # --- contracts and direct deals ------------------------------------------------------
+    def sign_contract(self, new: NewContract) -> Contract:
+        def attempt() -> Contract:
+            changed: list[Aggregate] = []
+            registration = None
+            partner_id, motion = new.partner_id, None
+            if new.registration_id is not None:
+                registration = self.registration(new.registration_id)
+                if partner_id is not None and partner_id != registration.partner_id:
+                    raise RegistrationRuleError(
+                        "the contract's partner is not the partner of the registration it names"
+                    )
+                if not (registration.is_open or registration.status == EXPIRED):
+                    raise TransitionError(
+                        f"the registration is {registration.status}; it cannot be won"
+                    )
+                partner_id, motion = registration.partner_id, registration.motion
+                key = registration.customer_key
+                incumbent = registration.poaching_incumbent and self._incumbent_partner(
+                    registration.poaching_incumbent
+                )
+            elif new.customer is not None:
+                key = new.customer.identity.key
+                found = self.customers.incumbent(key, new.start_date)
+                incumbent = found.partner_id if found else None
+            else:
+                raise RegistrationRuleError("a contract names its customer or a registration")
+            if partner_id is not None and self.partners.get(partner_id) is None:
+                raise UnknownPartnerError(f"partner {partner_id} is not enrolled in the program")
+            contract = Contract.sign(
+                customer_key=key,
+                partner_id=partner_id,
+                registration_id=new.registration_id,
+                motion=motion if partner_id else None,
+                start_date=new.start_date,
+                term_months=new.term_months,
+                mrr=new.mrr,
+                one_time=new.one_time,
+                external_id=new.external_id,
+                incumbent_partner_id=incumbent or None,
+            )
+            changed.append(contract)
+            changed += self._external_id("contract", new.external_id, contract.id)
+            if registration is not None:
+                registration.win(contract_id=contract.id, on=new.start_date)
+                changed.append(registration)
+                claim = self.claim_of(registration.customer_key, registration.product_line)
+                if claim is not None and claim.release(
+                    registration_id=registration.id, reason="won"
+                ):
+                    changed.append(claim)
+            self.save(*changed)
+            return contract
+
+        return self._retrying(attempt)
+
+    def _incumbent_partner(self, contract_id: UUID) -> UUID | None:
+        contract = self._maybe(contract_id, Contract)
+        return contract.partner_id if contract else None
+
+    def renew_contract(
+        self, contract_id: UUID, *, term_months: int, mrr: Money | None, external_id: str | None
+    ) -> Contract:
+        contract = self.contract(contract_id)
+        contract.renew(term_months=term_months, mrr=mrr, external_id=external_id)
+        self.save(contract)
+        return contract
+
+    def cancel_contract(self, contract_id: UUID, *, effective_on: date, reason: str) -> Contract:
+        contract = self.contract(contract_id)
+        contract.cancel(effective_on=effective_on, reason=reason)
+        self.save(contract)
+        return contract
+
+    def record_direct_deal(self, new: NewDirectDeal, today: date) -> DirectDeal:
+        identity = new.customer.identity
+
+        def attempt() -> DirectDeal:
+            claim = self.claim_of(identity.key, new.product_line)
+            protecting = claim if claim is not None and claim.protects_on(today) else None
+            deal = DirectDeal(
+                customer_key=identity.key,
+                customer_name=new.customer.name,
+                product_line=new.product_line,
+                owner=new.owner,
+                external_id=new.external_id,
+                conflicts_with_registration=protecting.registration_id if protecting else None,
+                protected_partner_id=protecting.partner_id if protecting else None,
+            )
+            changed: list[Aggregate] = [deal]
+            changed += self._external_id("direct_deal", new.external_id, deal.id)
+            if protecting is not None and protecting.registration_id is not None:
+                registration = self.registration(protecting.registration_id)
+                registration.note_direct_conflict(direct_deal_id=deal.id, owner=new.owner)
+                changed.append(registration)
+            self.save(*changed)
+            return deal
+
+        return self._retrying(attempt)
+
+
+# --- bulk import ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RowOutcome:
+    line: int
+    status: str
+    """``recorded``, ``unchanged`` (its CRM id was already recorded) or ``rejected``."""
+    entity_id: UUID | None = None
+    registration_status: str | None = None
+    problem: RegistrationRuleError | None = None
+
+
+class Importer:
+    """Records many registrations or contracts, a batch per transaction.
+
+    Every row goes through the same rules as a single request. Rows name their CRM id, so a
+    second run of the same file finds every id taken and records nothing. Should a concurrent
+    writer make a batch's save fail, that batch is done again row by row.
+    """
+
+    BATCH = 250
+
+    def __init__(self, app: RegistrationApplication) -> None:
+        self.app = app
+
+    def registrations(
+        self, rows: Sequence[tuple[int, NewRegistration]], now: datetime
+    ) -> list[RowOutcome]:
+        outcomes: list[RowOutcome] = []
+        for start in range(0, len(rows), self.BATCH):
+            batch = rows[start : start + self.BATCH]
+            try:
+                outcomes += self._registration_batch(batch, now)
+            except IntegrityError:
+                outcomes += [
+                    self._one(line, partial(self.app.register_deal, new, now))
+                    for line, new in batch
+                ]
+        return outcomes
+
+    def contracts(self, rows: Sequence[tuple[int, NewContract]]) -> list[RowOutcome]:
+        return [self._one(line, partial(self.app.sign_contract, new)) for line, new in rows]
+
+    def _one(self, line: int, record: Callable[[], Aggregate]) -> RowOutcome:
+        try:
+            recorded = record()
+        except ExternalIdTakenError as taken:
+            return RowOutcome(line, "unchanged", taken.entity_id)
+        except RegistrationRuleError as error:
+            return RowOutcome(line, "rejected", problem=error)
+        except AggregateNotFoundError:
+            return RowOutcome(
+                line, "rejected", problem=RegistrationRuleError("no such registration")
+            )
+        return RowOutcome(line, "recorded", recorded.id, getattr(recorded, "status", None))
+
+    def _registration_batch(
+        self, batch: Sequence[tuple[int, NewRegistration]], now: datetime
+    ) -> list[RowOutcome]:
+        app, today = self.app, now.date()
+        identities = {line: new.customer.identity for line, new in batch}
+        known = app.get_many(
+            [
+                ExternalId.create_id("registration", new.external_id)
+                for _, new in batch
+                if new.external_id
+            ]
+            + [
+                CustomerClaim.create_id(identities[line].key, new.product_line)
+                for line, new in batch
+            ]
+        )
+        partners: dict[UUID, KnownPartner | RegistrationRuleError] = {}
+        taken_here: dict[str, int] = {}
+        changed: dict[UUID, Aggregate] = {}
+        outcomes = []
+        for line, new in batch:
+            if new.external_id:
+                taken = known.get(ExternalId.create_id("registration", new.external_id))
+                if taken is not None:
+                    outcomes.append(RowOutcome(line, "unchanged", taken.entity_id))
+                    continue
+                if new.external_id in taken_here:
+                    outcomes.append(
+                        RowOutcome(
+                            line,
+                            "rejected",
+                            problem=RegistrationRuleError(
+                                f"the CRM id {new.external_id!r} is already on line "
+                                f"{taken_here[new.external_id]}"
+                            ),
+                        )
+                    )
+                    continue
+            if new.partner_id not in partners:
+                try:
+                    partners[new.partner_id] = app.partner_for(new.partner_id, "refer")
+                except RegistrationRuleError as error:
+                    partners[new.partner_id] = error
+            partner = partners[new.partner_id]
+            refusal = (
+                partner
+                if isinstance(partner, RegistrationRuleError)
+                else partner.may_register(new.motion)
+            )
+            if refusal:
+                problem = (
+                    refusal
+                    if isinstance(refusal, RegistrationRuleError)
+                    else RegistrationRuleError(refusal)
+                )
+                outcomes.append(RowOutcome(line, "rejected", problem=problem))
+                continue
+            assert isinstance(partner, KnownPartner)
+            identity = identities[line]
+            claim_id = CustomerClaim.create_id(identity.key, new.product_line)
+            claim = known.get(claim_id)
+            if (
+                claim is not None
+                and claim.protects_on(today)
+                and claim.partner_id == new.partner_id
+            ):
+                outcomes.append(
+                    RowOutcome(
+                        line, "rejected", problem=AlreadyRegisteredError(claim.registration_id)
+                    )
+                )
+                continue
+            assessment = app.assess(identity, new.product_line, partner, today, claim)
+            registration = Registration.submit(
+                partner_id=new.partner_id,
+                customer=identity,
+                customer_name=new.customer.name,
+                customer_domain=new.customer.domain,
+                customer_email=new.customer.email,
+                product_line=new.product_line,
+                motion=new.motion,
+                estimated_value=new.estimated_value,
+                expected_close=new.expected_close,
+                external_id=new.external_id,
+                assessment=assessment,
+                now=now,
+            )
+            changed[registration.id] = registration
+            if new.external_id:
+                taken_here[new.external_id] = line
+                index = ExternalId(
+                    kind="registration", external_id=new.external_id, entity_id=registration.id
+                )
+                changed[index.id] = index
+            if registration.status == APPROVED:
+                claim = app.protect(claim, registration)
+                known[claim_id] = changed[claim_id] = claim
+            if assessment.incumbency is not None:
+                registration.note_poaching(assessment.incumbency)
+            outcomes.append(RowOutcome(line, "recorded", registration.id, registration.status))
+        app.save(*changed.values())
+        return outcomes
+
+
+# --- the clock's jobs ------------------------------------------------------------------------
+
 
 class RenewalsFallDue:
-    """Clock job: contracts whose renewal window opened raise ``RenewalDue``, once a term."""
+    """Contracts whose renewal window opened raise ``RenewalDue``, once a term."""
 
-    def __init__(self, app: RegistrationApplication, schedule: ContractSchedule) -> None:
+    def __init__(self, app: RegistrationApplication, schedule: Schedule) -> None:
         self.app = app
         self.schedule = schedule
 
@@ -213,3 +692,27 @@ class RenewalsFallDue:
         today = until.date()
         contracts = [self.app.contract(i) for i in self.schedule.renewal_candidates(today)]
         return [contract for contract in contracts if contract.note_time(today)]
+
+
+class RegistrationsAge:
+    """Protection expires (and the claim is released); reviews fall overdue."""
+
+    def __init__(self, app: RegistrationApplication, schedule: Schedule) -> None:
+        self.app = app
+        self.schedule = schedule
+
+    def __call__(self, since: datetime | None, until: datetime) -> Sequence[Aggregate]:
+        changed: list[Aggregate] = []
+        for registration_id in self.schedule.registrations_to_age(until):
+            registration = self.app.registration(registration_id)
+            outcome = registration.note_time(until)
+            if outcome is None:
+                continue
+            changed.append(registration)
+            if outcome == "expired":
+                claim = self.app.claim_of(registration.customer_key, registration.product_line)
+                if claim is not None and claim.release(
+                    registration_id=registration.id, reason="expired"
+                ):
+                    changed.append(claim)
+        return changed

@@ -1,16 +1,34 @@
-"""Registration's read models: the partner directory (from tiering), deals and contracts."""
+"""Registration's read models: the partner directory (from tiering), deals and the review
+queue, contracts. They also answer the application's questions that only flag (similar
+customers, incumbency) and the clock's (what may expire or fall overdue)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 from uuid import UUID
 
 from psycopg import Cursor
 from psycopg.rows import DictRow
+from psycopg.types.json import Jsonb
 
-from services.registration.domain import RENEWAL_WINDOW, Contract, KnownPartner, Registration
+from services.registration.domain.contracts import RENEWAL_WINDOW, Contract
+from services.registration.domain.customers import CustomerIdentity
+from services.registration.domain.partners import KnownPartner
+from services.registration.domain.registrations import (
+    APPROVED,
+    EXPIRED,
+    LOST,
+    OPEN,
+    PENDING_REVIEW,
+    REJECTED,
+    RETURNED,
+    WITHDRAWN,
+    WON,
+    Incumbency,
+    Registration,
+)
 from shared.contracts import PartnerEnrolled
 from shared.projections import View, on
 
@@ -67,34 +85,86 @@ class CatchingUpDirectory:
         return partner
 
 
+_CLOSED_BY = {
+    Registration.Rejected: REJECTED,  # type: ignore[attr-defined]
+    Registration.Lost: LOST,  # type: ignore[attr-defined]
+    Registration.Withdrawn: WITHDRAWN,  # type: ignore[attr-defined]
+    Registration.Expired: EXPIRED,  # type: ignore[attr-defined]
+}
+
+
 class DealsView(View):
+    """Every registration with its status and flags: lists, the review queue, matching."""
+
     name = "registration_deals"
     tables = ("registration_deals",)
     create_sql = (
+        "CREATE EXTENSION IF NOT EXISTS pg_trgm",
         "CREATE TABLE IF NOT EXISTS {schema}.registration_deals ("
         " registration_id uuid PRIMARY KEY, partner_id uuid NOT NULL,"
-        " customer_key text NOT NULL, customer_name text NOT NULL, country text NOT NULL,"
-        " product_line text NOT NULL, motion text NOT NULL, estimated_amount numeric NOT NULL,"
-        " currency text NOT NULL, expected_close date NOT NULL, external_id text,"
-        " status text NOT NULL, protected_until date, registered_at timestamptz NOT NULL)",
+        " customer_key text NOT NULL, customer_name text NOT NULL,"
+        " normalized_name text NOT NULL, domain text, domain_label text NOT NULL,"
+        " country text NOT NULL, product_line text NOT NULL, motion text NOT NULL,"
+        " estimated_amount numeric NOT NULL, currency text NOT NULL,"
+        " expected_close date NOT NULL, external_id text, status text NOT NULL,"
+        " protected_until date, flags jsonb NOT NULL, reasons text[] NOT NULL,"
+        " submitted_at timestamptz NOT NULL, review_due_at timestamptz,"
+        " review_overdue boolean NOT NULL, extensions integer NOT NULL,"
+        " extension_requested boolean NOT NULL, contract_id uuid,"
+        " registered_at timestamptz NOT NULL, changed_at timestamptz NOT NULL)",
         "CREATE INDEX IF NOT EXISTS registration_deals_partner"
-        " ON {schema}.registration_deals (partner_id, registration_id)",
+        " ON {schema}.registration_deals (partner_id, registered_at, registration_id)",
+        "CREATE INDEX IF NOT EXISTS registration_deals_listing"
+        " ON {schema}.registration_deals (registered_at, registration_id)",
         "CREATE INDEX IF NOT EXISTS registration_deals_external"
         " ON {schema}.registration_deals (external_id)",
+        "CREATE INDEX IF NOT EXISTS registration_deals_queue"
+        " ON {schema}.registration_deals (status, submitted_at)",
+        "CREATE INDEX IF NOT EXISTS registration_deals_protection"
+        " ON {schema}.registration_deals (protected_until) WHERE status = 'approved'",
+        "CREATE INDEX IF NOT EXISTS registration_deals_review_due"
+        " ON {schema}.registration_deals (review_due_at)"
+        " WHERE status = 'pending_review' AND NOT review_overdue",
+        "CREATE INDEX IF NOT EXISTS registration_deals_name_trgm"
+        " ON {schema}.registration_deals USING gin (normalized_name gin_trgm_ops)",
+        "CREATE INDEX IF NOT EXISTS registration_deals_label_trgm"
+        " ON {schema}.registration_deals USING gin (domain_label gin_trgm_ops)",
     )
+
+    def _identity_columns(self, event: Any) -> tuple[str, str | None, str]:
+        identity = CustomerIdentity.of(
+            name=event.customer_name,
+            country=event.country,
+            domain=event.customer_domain,
+            email=event.customer_email,
+        )
+        return identity.name, identity.domain, identity.label or ""
+
+    def _set(self, curs: Cursor[DictRow], event: Any, assignments: str, *values: Any) -> None:
+        curs.execute(
+            self.statement(
+                f"UPDATE {{schema}}.registration_deals SET {assignments}, changed_at = %s"  # noqa: S608
+                " WHERE registration_id = %s"
+            ),
+            (*values, event.timestamp, event.originator_id),
+        )
 
     @on(Registration.Registered)
     def _registered(self, curs: Cursor[DictRow], event: Any) -> None:
+        name, domain, label = self._identity_columns(event)
         curs.execute(
             self.statement(
-                "INSERT INTO {schema}.registration_deals VALUES"
-                " (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
+                "INSERT INTO {schema}.registration_deals VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,"
+                "%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,false,0,false,NULL,%s,%s)"
             ),
             (
                 event.originator_id,
                 event.partner_id,
                 event.customer_key,
                 event.customer_name,
+                name,
+                domain,
+                label,
                 event.country,
                 event.product_line,
                 event.motion,
@@ -104,9 +174,170 @@ class DealsView(View):
                 event.external_id,
                 event.status,
                 event.protected_until,
+                Jsonb(_jsonable(event.flags)),
+                [f["rule"] for f in event.flags],
+                event.submitted_at,
+                event.review_due_at,
+                event.timestamp,
                 event.timestamp,
             ),
         )
+
+    @on(Registration.Resubmitted)  # type: ignore[attr-defined]
+    def _resubmitted(self, curs: Cursor[DictRow], event: Any) -> None:
+        name, domain, label = self._identity_columns(event)
+        self._set(
+            curs,
+            event,
+            "customer_key = %s, customer_name = %s, normalized_name = %s, domain = %s,"
+            " domain_label = %s, country = %s, product_line = %s, estimated_amount = %s,"
+            " currency = %s, expected_close = %s, status = %s, protected_until = %s,"
+            " flags = %s, reasons = %s, submitted_at = %s, review_due_at = %s,"
+            " review_overdue = false",
+            event.customer_key,
+            event.customer_name,
+            name,
+            domain,
+            label,
+            event.country,
+            event.product_line,
+            event.estimated_value.amount,
+            event.estimated_value.currency,
+            event.expected_close,
+            event.status,
+            event.protected_until,
+            Jsonb(_jsonable(event.flags)),
+            [f["rule"] for f in event.flags],
+            event.submitted_at,
+            event.review_due_at,
+        )
+
+    @on(Registration.Approved)
+    def _approved(self, curs: Cursor[DictRow], event: Any) -> None:
+        self._set(
+            curs,
+            event,
+            "status = %s, protected_until = %s, review_due_at = NULL",
+            APPROVED,
+            event.protected_until,
+        )
+
+    @on(Registration.ReturnedForInformation)  # type: ignore[attr-defined]
+    def _returned(self, curs: Cursor[DictRow], event: Any) -> None:
+        self._set(curs, event, "status = %s, review_due_at = NULL", RETURNED)
+
+    @on(*_CLOSED_BY)
+    def _closed(self, curs: Cursor[DictRow], event: Any) -> None:
+        self._set(
+            curs,
+            event,
+            "status = %s, review_due_at = NULL, extension_requested = false",
+            _CLOSED_BY[type(event)],
+        )
+
+    @on(Registration.Won)  # type: ignore[attr-defined]
+    def _won(self, curs: Cursor[DictRow], event: Any) -> None:
+        self._set(
+            curs,
+            event,
+            "status = %s, contract_id = %s, review_due_at = NULL, extension_requested = false",
+            WON,
+            event.contract_id,
+        )
+
+    @on(Registration.ReviewOverdue)  # type: ignore[attr-defined]
+    def _overdue(self, curs: Cursor[DictRow], event: Any) -> None:
+        self._set(curs, event, "review_overdue = true")
+
+    @on(Registration.ExtensionRequested)  # type: ignore[attr-defined]
+    def _extension_requested(self, curs: Cursor[DictRow], event: Any) -> None:
+        self._set(curs, event, "extension_requested = true")
+
+    @on(Registration.ExtensionApproved)  # type: ignore[attr-defined]
+    def _extension_approved(self, curs: Cursor[DictRow], event: Any) -> None:
+        self._set(
+            curs,
+            event,
+            "extension_requested = false, extensions = extensions + 1, protected_until = %s",
+            event.protected_until,
+        )
+
+    @on(Registration.ExtensionDeclined)  # type: ignore[attr-defined]
+    def _extension_declined(self, curs: Cursor[DictRow], event: Any) -> None:
+        self._set(curs, event, "extension_requested = false")
+
+    @on(Registration.DirectConflictRecorded)  # type: ignore[attr-defined]
+    def _direct_conflict(self, curs: Cursor[DictRow], event: Any) -> None:
+        flag = {
+            "rule": "direct-conflict",
+            "collides_with": f"direct_deal:{event.direct_deal_id}",
+            "matched_keys": ["customer_key", "product_line"],
+            "score": None,
+            "detail": f"the vendor's own sales ({event.owner}) works this customer",
+        }
+        self._set(
+            curs,
+            event,
+            "flags = flags || %s, reasons = array_append(reasons, 'direct-conflict')",
+            Jsonb([flag]),
+        )
+
+    # --- questions the application asks ----------------------------------------------
+    def similar_customers(
+        self, identity: CustomerIdentity, product_line: str
+    ) -> Sequence[tuple[UUID, CustomerIdentity]]:
+        squashed = identity.name.replace(" ", "")
+        label = identity.label or ""
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(
+                self.statement(
+                    "SELECT registration_id, normalized_name, country, domain"
+                    " FROM {schema}.registration_deals"
+                    " WHERE product_line = %(product_line)s AND status = ANY(%(open)s)"
+                    " AND customer_key <> %(key)s"
+                    " AND (normalized_name %% %(name)s OR domain_label %% %(label)s"
+                    "      OR domain_label %% %(squashed)s)"
+                    " ORDER BY greatest(similarity(normalized_name, %(name)s),"
+                    "   similarity(domain_label, %(label)s),"
+                    "   similarity(domain_label, %(squashed)s)) DESC, registration_id"
+                    " LIMIT 20"
+                ),
+                {
+                    "product_line": product_line,
+                    "open": sorted(OPEN),
+                    "key": identity.key,
+                    "name": identity.name,
+                    "label": label or identity.name,
+                    "squashed": squashed,
+                },
+            )
+            rows = curs.fetchall()
+        return [
+            (
+                row["registration_id"],
+                CustomerIdentity(
+                    name=row["normalized_name"], country=row["country"], domain=row["domain"]
+                ),
+            )
+            for row in rows
+        ]
+
+    def registrations_to_age(self, now: datetime) -> Sequence[UUID]:
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(
+                self.statement(
+                    "SELECT registration_id FROM {schema}.registration_deals"
+                    " WHERE (status = 'approved' AND protected_until < %s)"
+                    " OR (status = %s AND NOT review_overdue AND review_due_at <= %s)"
+                    " ORDER BY registration_id"
+                ),
+                (now.date(), PENDING_REVIEW, now),
+            )
+            return [row["registration_id"] for row in curs.fetchall()]
+
+
+def _jsonable(flags: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{**f, "score": None if f["score"] is None else str(f["score"])} for f in flags]
 
 
 class ContractsView(View):
@@ -115,11 +346,17 @@ class ContractsView(View):
     create_sql = (
         "CREATE TABLE IF NOT EXISTS {schema}.registration_contracts ("
         " contract_id uuid PRIMARY KEY, customer_key text NOT NULL, partner_id uuid,"
-        " registration_id uuid, start_date date NOT NULL, term_months integer NOT NULL,"
-        " end_date date NOT NULL, mrr numeric NOT NULL, currency text NOT NULL,"
-        " external_id text, renewal_due_on date NOT NULL, renewal_due_raised_for date)",
+        " registration_id uuid, motion text, start_date date NOT NULL,"
+        " term_months integer NOT NULL, end_date date NOT NULL, mrr numeric NOT NULL,"
+        " currency text NOT NULL, external_id text, poached boolean NOT NULL,"
+        " renewal_due_on date NOT NULL, renewal_due_raised_for date, renewals integer NOT NULL,"
+        " cancelled_on date)",
         "CREATE INDEX IF NOT EXISTS registration_contracts_due"
         " ON {schema}.registration_contracts (renewal_due_on)",
+        "CREATE INDEX IF NOT EXISTS registration_contracts_customer"
+        " ON {schema}.registration_contracts (customer_key)",
+        "CREATE INDEX IF NOT EXISTS registration_contracts_partner"
+        " ON {schema}.registration_contracts (partner_id, contract_id)",
     )
 
     @on(Contract.Signed)
@@ -127,19 +364,21 @@ class ContractsView(View):
         curs.execute(
             self.statement(
                 "INSERT INTO {schema}.registration_contracts VALUES"
-                " (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,NULL)"
+                " (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,NULL,0,NULL)"
             ),
             (
                 event.originator_id,
                 event.customer_key,
                 event.partner_id,
                 event.registration_id,
+                event.motion,
                 event.start_date,
                 event.term_months,
                 event.end_date,
                 event.mrr.amount,
                 event.mrr.currency,
                 event.external_id,
+                event.poached,
                 event.end_date - RENEWAL_WINDOW,
             ),
         )
@@ -154,15 +393,79 @@ class ContractsView(View):
             (event.end_date, event.originator_id),
         )
 
+    @on(Contract.Renewed)
+    def _renewed(self, curs: Cursor[DictRow], event: Any) -> None:
+        curs.execute(
+            self.statement(
+                "UPDATE {schema}.registration_contracts SET end_date = %s, mrr = %s,"
+                " renewal_due_on = %s, renewals = renewals + 1 WHERE contract_id = %s"
+            ),
+            (
+                event.end_date,
+                event.mrr.amount,
+                event.end_date - RENEWAL_WINDOW,
+                event.originator_id,
+            ),
+        )
+
+    @on(Contract.Cancelled)
+    def _cancelled(self, curs: Cursor[DictRow], event: Any) -> None:
+        curs.execute(
+            self.statement(
+                "UPDATE {schema}.registration_contracts SET cancelled_on = %s"
+                " WHERE contract_id = %s"
+            ),
+            (event.effective_on, event.originator_id),
+        )
+
     def renewal_candidates(self, until: date) -> Sequence[UUID]:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(
                 self.statement(
                     "SELECT contract_id FROM {schema}.registration_contracts"
-                    " WHERE renewal_due_on <= %s"
+                    " WHERE renewal_due_on <= %s AND cancelled_on IS NULL"
                     " AND renewal_due_raised_for IS DISTINCT FROM end_date"
                     " ORDER BY contract_id"
                 ),
                 (until,),
             )
             return [row["contract_id"] for row in curs.fetchall()]
+
+    def incumbent(self, customer_key: str, on: date) -> Incumbency | None:
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(
+                self.statement(
+                    "SELECT contract_id, partner_id, end_date FROM {schema}.registration_contracts"
+                    " WHERE customer_key = %s AND partner_id IS NOT NULL"
+                    " AND (cancelled_on IS NULL OR cancelled_on > %s)"
+                    " AND renewal_due_on <= %s AND %s <= end_date"
+                    " ORDER BY end_date DESC, contract_id LIMIT 1"
+                ),
+                (customer_key, on, on, on),
+            )
+            row = curs.fetchone()
+        if row is None:
+            return None
+        return Incumbency(row["contract_id"], row["partner_id"], row["end_date"])
+
+
+class RegistrationIndex:
+    """The application's ``CustomerIndex`` and the clock's ``Schedule``, over the two views."""
+
+    def __init__(self, deals: DealsView, contracts: ContractsView) -> None:
+        self.deals = deals
+        self.contracts = contracts
+
+    def similar_customers(
+        self, identity: CustomerIdentity, product_line: str
+    ) -> Sequence[tuple[UUID, CustomerIdentity]]:
+        return self.deals.similar_customers(identity, product_line)
+
+    def incumbent(self, customer_key: str, on: date) -> Incumbency | None:
+        return self.contracts.incumbent(customer_key, on)
+
+    def renewal_candidates(self, until: date) -> Sequence[UUID]:
+        return self.contracts.renewal_candidates(until)
+
+    def registrations_to_age(self, now: datetime) -> Sequence[UUID]:
+        return self.deals.registrations_to_age(now)

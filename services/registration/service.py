@@ -7,13 +7,18 @@ from datetime import datetime
 
 from fastapi import FastAPI
 
-from services.registration.api import contracts, registrations
-from services.registration.application import RegistrationApplication, RenewalsFallDue
+from services.registration.api import routers
+from services.registration.application import (
+    RegistrationApplication,
+    RegistrationsAge,
+    RenewalsFallDue,
+)
 from services.registration.projections import (
     CatchingUpDirectory,
     ContractsView,
     DealsView,
     PartnerDirectoryView,
+    RegistrationIndex,
 )
 from shared.clock import ServiceClock, utc_now
 from shared.contracts import PartnerEnrolled
@@ -33,42 +38,43 @@ def build_runtime(
     url, schema = database.url, database.schema
     directory = PartnerDirectoryView.open(url, schema=schema)
     deals = DealsView.open(url, schema=schema)
-    contract_view = ContractsView.open(url, schema=schema)
+    contracts = ContractsView.open(url, schema=schema)
+    index = RegistrationIndex(deals, contracts)
     tiering = published_log(url, "tiering", [PartnerEnrolled], schema=schema)
     follows_tiering = Follower(tiering, directory, url)
     app = RegistrationApplication(
         url,
         partners=CatchingUpDirectory(directory, lambda: follows_tiering.sync(timeout=5)),
+        customers=index,
         schema=schema,
     )
-    follows_contracts = Follower(own_log(app), contract_view, url)
+    follows_deals = Follower(own_log(app), deals, url)
+    follows_contracts = Follower(own_log(app), contracts, url)
     return ServiceRuntime(
         name=NAME,
         settings=settings,
         database_url=url,
         app=app,
-        followers=[follows_tiering, Follower(own_log(app), deals, url), follows_contracts],
+        followers=[follows_tiering, follows_deals, follows_contracts],
         clock=ServiceClock(
             app,
             NAME,
-            jobs=[RenewalsFallDue(app, contract_view)],
-            needs=[follows_contracts],
+            jobs=[RenewalsFallDue(app, index), RegistrationsAge(app, index)],
+            needs=[follows_deals, follows_contracts],
             now=now,
         ),
         embedded_server=database.embedded_server,
-        closers=[
-            directory.close,
-            deals.close,
-            contract_view.close,
-            tiering.recorder.datastore.close,
-        ],
+        closers=[directory.close, deals.close, contracts.close, tiering.recorder.datastore.close],
     )
 
 
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     return create_service_api(
         build_runtime(settings),
-        [registrations, contracts],
+        routers,
         title="dealreg registration",
-        description="Deal registrations and rules of engagement, contracts and renewals.",
+        description=(
+            "Deal registrations and the rules of engagement, the review queue, contracts and "
+            "renewals, direct-sales conflicts, bulk import."
+        ),
     )

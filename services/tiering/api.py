@@ -110,7 +110,7 @@ async def enrol(
             function=body.function,
             category=body.category,
             management=body.management,
-            on=body.enrolled_on or runtime.clock.now().date(),
+            on=body.enrolled_on or runtime.clock.time().date(),
         )
     except MembershipError as error:
         raise Problem(422, "membership-rule", str(error)) from error

@@ -1,6 +1,10 @@
 import pytest
 
-from services.registration.domain import customer_key, normalized_name, registrable_domain
+from services.registration.domain.customers import (
+    customer_key,
+    normalized_name,
+    registrable_domain,
+)
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,8 @@ from uuid import uuid4
 import pytest
 
 from services.commissions.domain import flat_rate_line
-from services.registration.domain import Contract, CustomerClaim, contract_end
+from services.registration.domain.contracts import Contract, contract_end
+from services.registration.domain.registrations import CustomerClaim
 from services.tiering.domain import MembershipError, Partner
 from shared.money import Money
 
@@ -57,6 +58,7 @@ def test_renewal_due_is_raised_once_from_ninety_days_before_the_end() -> None:
         customer_key="domain:acme.com",
         partner_id=uuid4(),
         registration_id=None,
+        motion="sell",
         start_date=date(2026, 1, 1),
         term_months=12,
         mrr=Money(Decimal(100), "USD"),
@@ -75,6 +77,7 @@ def test_a_contract_term_is_at_least_a_month() -> None:
             customer_key="k",
             partner_id=None,
             registration_id=None,
+            motion=None,
             start_date=date(2026, 1, 1),
             term_months=0,
             mrr=Money(Decimal(1), "USD"),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 from uuid import uuid4
@@ -10,7 +10,9 @@ from uuid import uuid4
 import pytest
 from eventsourcing.persistence import Mapper, Notification
 
-from services.registration.domain import Contract, Registration
+from services.registration.domain.contracts import Contract
+from services.registration.domain.customers import CustomerIdentity
+from services.registration.domain.registrations import Assessment, Registration
 from services.tiering.domain import Partner
 from shared.codec import build_transcoder
 from shared.contracts import (
@@ -75,23 +77,25 @@ def test_tiering_publishes_partner_enrolled_and_tier_changed() -> None:
 
 def test_registration_publishes_deal_registered_contract_signed_and_renewal_due() -> None:
     partner_id = uuid4()
-    registration = Registration.record(
-        partner_id,
-        "domain:acme.com",
-        "Acme",
-        "acme.com",
-        "US",
-        "cloud",
-        "sell",
-        Money(Decimal("1200.00"), "USD"),
-        date(2026, 6, 30),
-        "crm-1",
-        protected_until=date(2026, 4, 1),
+    registration = Registration.submit(
+        partner_id=partner_id,
+        customer=CustomerIdentity.of(name="Acme", country="US", domain="acme.com"),
+        customer_name="Acme",
+        customer_domain="acme.com",
+        customer_email=None,
+        product_line="cloud",
+        motion="sell",
+        estimated_value=Money(Decimal("1200.00"), "USD"),
+        expected_close=date(2026, 6, 30),
+        external_id="crm-1",
+        assessment=Assessment(holder=None, duplicates=(), incumbency=None, good_standing=True),
+        now=datetime(2026, 1, 2, 9, tzinfo=UTC),
     )
     contract = Contract.sign(
         customer_key="domain:acme.com",
         partner_id=partner_id,
         registration_id=registration.id,
+        motion="sell",
         start_date=date(2026, 1, 1),
         term_months=12,
         mrr=Money(Decimal("100.00"), "USD"),

@@ -1,0 +1,11 @@
+"""Registration's HTTP API: one router per resource."""
+
+from services.registration.api.contracts import contracts
+from services.registration.api.direct_deals import direct_deals
+from services.registration.api.imports import imports
+from services.registration.api.registrations import registrations
+from services.registration.api.review import review
+
+routers = [registrations, review, contracts, direct_deals, imports]
+
+__all__ = ["routers"]

@@ -1,0 +1,172 @@
+"""What the registration routers share: the application, roles, bodies and problem mapping."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError
+from fastapi import Depends
+from pydantic import BaseModel, Field
+
+from services.registration.application import (
+    AlreadyRegisteredError,
+    Customer,
+    ExternalIdTakenError,
+    RegistrationApplication,
+    StillProtectedError,
+    UnknownPartnerError,
+)
+from services.registration.domain.registrations import (
+    Registration,
+    RegistrationRuleError,
+    TransitionError,
+)
+from shared.auth import Allow, Principal, Role
+from shared.money import MoneyBody
+from shared.problems import Problem
+from shared.web import Runtime
+
+
+def registration_app(runtime: Runtime) -> RegistrationApplication:
+    assert isinstance(runtime.app, RegistrationApplication)
+    return runtime.app
+
+
+def today(runtime: Runtime) -> date:
+    return runtime.clock.time().date()
+
+
+def now(runtime: Runtime) -> datetime:
+    return runtime.clock.time()
+
+
+App = Annotated[RegistrationApplication, Depends(registration_app)]
+Today = Annotated[date, Depends(today)]
+Now = Annotated[datetime, Depends(now)]
+
+Staff = Annotated[Principal, Depends(Allow(Role.ADMIN, Role.CHANNEL_MANAGER))]
+Writer = Annotated[
+    Principal, Depends(Allow(Role.ADMIN, Role.CHANNEL_MANAGER, Role.CRM, Role.PARTNER))
+]
+Reader = Annotated[
+    Principal,
+    Depends(Allow(Role.ADMIN, Role.CHANNEL_MANAGER, Role.CRM, Role.AUDITOR, Role.PARTNER)),
+]
+Crm = Annotated[Principal, Depends(Allow(Role.ADMIN, Role.CRM))]
+
+
+def rule_problem(error: RegistrationRuleError | AggregateNotFoundError) -> Problem:
+    if isinstance(error, AggregateNotFoundError):
+        return Problem(404, "not-found", "No such record.")
+    if isinstance(error, UnknownPartnerError):
+        return Problem(422, "unknown-partner", str(error))
+    if isinstance(error, AlreadyRegisteredError):
+        return Problem(409, "already-registered", str(error), registration_id=error.registration_id)
+    if isinstance(error, ExternalIdTakenError):
+        return Problem(
+            409, "external-id-taken", str(error), record=error.kind, existing_id=error.entity_id
+        )
+    if isinstance(error, StillProtectedError):
+        return Problem(409, "still-protected", str(error), protected_until=error.until)
+    if isinstance(error, TransitionError):
+        return Problem(409, "invalid-transition", str(error))
+    return Problem(422, "rule-of-engagement", str(error))
+
+
+class CustomerBody(BaseModel):
+    name: str = Field(min_length=1, max_length=300)
+    country: str = Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2")
+    domain: str | None = Field(default=None, max_length=255, examples=["www.acme.co.uk"])
+    email: str | None = Field(default=None, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")
+
+    def to_customer(self) -> Customer:
+        return Customer(name=self.name, country=self.country, domain=self.domain, email=self.email)
+
+
+class Explanation(BaseModel):
+    """Why a registration is flagged. Partners see the rule only."""
+
+    rule: str
+    collides_with: str | None = None
+    matched_keys: list[str] | None = None
+    score: Decimal | None = None
+    detail: str | None = None
+
+
+class RegistrationView(BaseModel):
+    registration_id: UUID
+    partner_id: UUID
+    customer_key: str
+    customer_name: str
+    country: str
+    product_line: str
+    motion: Literal["sell", "refer"]
+    estimated_value: MoneyBody
+    expected_close: date
+    external_id: str | None
+    status: str
+    protected_until: date | None
+    may_register_again_on: date | None
+    flags: list[Explanation]
+    review_due_at: datetime | None
+    review_overdue: bool
+    extensions: int
+    extension_requested: bool
+    contract_id: UUID | None
+
+    @classmethod
+    def of(cls, registration: Registration, principal: Principal) -> RegistrationView:
+        return cls(
+            registration_id=registration.id,
+            partner_id=registration.partner_id,
+            customer_key=registration.customer_key,
+            customer_name=registration.customer_name,
+            country=registration.country,
+            product_line=registration.product_line,
+            motion=registration.motion,
+            estimated_value=MoneyBody.of(registration.estimated_value),
+            expected_close=registration.expected_close,
+            external_id=registration.external_id,
+            status=registration.status,
+            protected_until=registration.protected_until,
+            may_register_again_on=registration.may_register_again_on,
+            flags=[explain(flag, principal) for flag in registration.flags],
+            review_due_at=registration.review_due_at,
+            review_overdue=registration.review_overdue,
+            extensions=registration.extensions,
+            extension_requested=registration.extension_requested,
+            contract_id=registration.contract_id,
+        )
+
+
+def explain(flag: dict[str, Any], principal: Principal) -> Explanation:
+    if principal.role is Role.PARTNER:
+        return Explanation(rule=flag["rule"])
+    return Explanation(**flag)
+
+
+def load_visible(
+    app: RegistrationApplication, registration_id: UUID, principal: Principal
+) -> Registration:
+    try:
+        registration = app.registration(registration_id)
+    except AggregateNotFoundError:
+        registration = None
+    if registration is None or not principal.may_see_partner(registration.partner_id):
+        raise Problem(404, "registration-not-found", f"No registration {registration_id}.")
+    return registration
+
+
+def acting_partner(principal: Principal, partner_id: UUID | None) -> UUID:
+    """The partner a request acts for: a partner token acts for itself only."""
+    if principal.role is Role.PARTNER:
+        if partner_id not in (None, principal.partner_id):
+            raise Problem(403, "other-partner", "A partner acts for itself only.")
+        assert principal.partner_id is not None
+        return principal.partner_id
+    if partner_id is None:
+        raise Problem(422, "validation-error", "partner_id is required.")
+    return partner_id

@@ -1,0 +1,231 @@
+"""Bulk import from a CRM: CSV or NDJSON, a result per row, reruns record nothing new."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable, Iterator
+from typing import Annotated, Any, TypeVar
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, Field, ValidationError
+
+from services.registration.api.common import App, Now, acting_partner
+from services.registration.api.contracts import ContractRequest
+from services.registration.api.registrations import RegistrationRequest
+from services.registration.application import Importer, RowOutcome
+from shared.auth import Allow, Principal, Role
+from shared.problems import Problem
+
+imports = APIRouter(prefix="/v1/imports", tags=["imports"])
+
+MAX_BYTES = 50 * 1024 * 1024
+M = TypeVar("M", bound=BaseModel)
+Importing = Annotated[
+    Principal, Depends(Allow(Role.ADMIN, Role.CHANNEL_MANAGER, Role.CRM, Role.PARTNER))
+]
+ContractImporting = Annotated[Principal, Depends(Allow(Role.ADMIN, Role.CRM))]
+
+
+class RowResult(BaseModel):
+    line: int
+    status: str = Field(description="recorded, unchanged (CRM id already recorded) or rejected")
+    id: UUID | None = None
+    registration_status: str | None = None
+    problem: dict[str, Any] | None = None
+
+
+class ImportReport(BaseModel):
+    rows: int
+    recorded: int
+    unchanged: int
+    rejected: int
+    results: list[RowResult]
+
+
+def _csv_registration(row: dict[str, str]) -> dict[str, Any]:
+    return {
+        "partner_id": row.get("partner_id") or None,
+        "customer": {
+            "name": row.get("customer_name", ""),
+            "country": row.get("customer_country", ""),
+            "domain": row.get("customer_domain") or None,
+            "email": row.get("customer_email") or None,
+        },
+        "product_line": row.get("product_line", ""),
+        "motion": row.get("motion", ""),
+        "estimated_value": {
+            "amount": row.get("estimated_amount", ""),
+            "currency": row.get("currency", ""),
+        },
+        "expected_close": row.get("expected_close", ""),
+        "external_id": row.get("external_id") or None,
+    }
+
+
+def _csv_contract(row: dict[str, str]) -> dict[str, Any]:
+    customer = None
+    if row.get("customer_name"):
+        customer = {
+            "name": row["customer_name"],
+            "country": row.get("customer_country", ""),
+            "domain": row.get("customer_domain") or None,
+            "email": row.get("customer_email") or None,
+        }
+    one_time = None
+    if row.get("one_time_amount"):
+        one_time = {"amount": row["one_time_amount"], "currency": row.get("currency", "")}
+    return {
+        "registration_id": row.get("registration_id") or None,
+        "partner_id": row.get("partner_id") or None,
+        "customer": customer,
+        "start_date": row.get("start_date", ""),
+        "term_months": row.get("term_months") or 12,
+        "mrr": {"amount": row.get("mrr_amount", ""), "currency": row.get("currency", "")},
+        "one_time": one_time,
+        "external_id": row.get("external_id") or None,
+    }
+
+
+def _rows(
+    body: bytes, content_type: str, from_csv: Callable[[dict[str, str]], dict[str, Any]]
+) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    """(line number, the row as a request body, or why it cannot be read)."""
+    try:
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise Problem(400, "bad-encoding", "The file is not UTF-8.") from error
+    if content_type.startswith("text/csv"):
+        reader = csv.DictReader(io.StringIO(text))
+        for record in reader:
+            yield reader.line_num, from_csv({k: (v or "").strip() for k, v in record.items() if k})
+        return
+    if content_type.startswith(("application/x-ndjson", "application/jsonl")):
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                parsed = json.loads(line)
+            except json.JSONDecodeError as error:
+                yield number, f"not JSON: {error.msg}"
+                continue
+            yield number, parsed if isinstance(parsed, dict) else "not a JSON object"
+        return
+    raise Problem(
+        415,
+        "unsupported-media-type",
+        "Send text/csv or application/x-ndjson.",
+        accepted=["text/csv", "application/x-ndjson"],
+    )
+
+
+def _parse(
+    rows: Iterator[tuple[int, dict[str, Any] | str]], model: type[M]
+) -> tuple[list[tuple[int, M]], list[RowResult]]:
+    good: list[tuple[int, M]] = []
+    bad: list[RowResult] = []
+    for line, row in rows:
+        if isinstance(row, str):
+            bad.append(_rejected(line, "unreadable-row", row))
+            continue
+        try:
+            parsed = model.model_validate(row)
+        except ValidationError as error:
+            detail = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
+            )
+            bad.append(_rejected(line, "validation-error", detail))
+            continue
+        if not getattr(parsed, "external_id", None):
+            bad.append(
+                _rejected(line, "validation-error", "external_id: an imported row needs its CRM id")
+            )
+            continue
+        good.append((line, parsed))
+    return good, bad
+
+
+def _rejected(line: int, kind: str, detail: str) -> RowResult:
+    return RowResult(
+        line=line, status="rejected", problem={"type": f"/problems/{kind}", "detail": detail}
+    )
+
+
+def _report(outcomes: list[RowOutcome], bad: list[RowResult]) -> ImportReport:
+    results = bad + [
+        RowResult(
+            line=o.line,
+            status=o.status,
+            id=o.entity_id,
+            registration_status=o.registration_status,
+            problem=None
+            if o.problem is None
+            else {"type": "/problems/rule-of-engagement", "detail": str(o.problem)},
+        )
+        for o in outcomes
+    ]
+    results.sort(key=lambda r: r.line)
+    count = {
+        s: sum(1 for r in results if r.status == s) for s in ("recorded", "unchanged", "rejected")
+    }
+    return ImportReport(rows=len(results), results=results, **count)
+
+
+async def _body(request: Request) -> bytes:
+    body = await request.body()
+    if len(body) > MAX_BYTES:
+        raise Problem(413, "too-large", f"An import is at most {MAX_BYTES // (1024 * 1024)} MiB.")
+    return body
+
+
+@imports.post(
+    "/registrations",
+    response_model=ImportReport,
+    summary="Import registrations (CSV or NDJSON); a result per row",
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "text/csv": {"schema": {"type": "string"}},
+                "application/x-ndjson": {"schema": {"type": "string"}},
+            }
+        }
+    },
+)
+async def import_registrations(
+    request: Request, app: App, now: Now, principal: Importing
+) -> ImportReport:
+    rows = _rows(await _body(request), request.headers.get("content-type", ""), _csv_registration)
+    good, bad = _parse(rows, RegistrationRequest)
+    commands = []
+    for line, parsed in good:
+        try:
+            commands.append((line, parsed.command(acting_partner(principal, parsed.partner_id))))
+        except Problem as problem:
+            bad.append(_rejected(line, problem.kind, problem.detail))
+    outcomes = await run_in_threadpool(Importer(app).registrations, commands, now)
+    return _report(outcomes, bad)
+
+
+@imports.post(
+    "/contracts",
+    response_model=ImportReport,
+    summary="Import signed contracts (CSV or NDJSON); a result per row",
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "text/csv": {"schema": {"type": "string"}},
+                "application/x-ndjson": {"schema": {"type": "string"}},
+            }
+        }
+    },
+)
+async def import_contracts(request: Request, app: App, _: ContractImporting) -> ImportReport:
+    rows = _rows(await _body(request), request.headers.get("content-type", ""), _csv_contract)
+    good, bad = _parse(rows, ContractRequest)
+    outcomes = await run_in_threadpool(
+        Importer(app).contracts, [(line, parsed.command()) for line, parsed in good]
+    )
+    return _report(outcomes, bad)

@@ -1,0 +1,267 @@
+"""Registrations: submit, read, list, and what the partner does next."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Literal
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError
+from fastapi import APIRouter, Query
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, Field
+
+from services.registration.api.common import (
+    App,
+    CustomerBody,
+    Now,
+    Reader,
+    RegistrationView,
+    Today,
+    Writer,
+    acting_partner,
+    load_visible,
+    rule_problem,
+)
+from services.registration.application import Changes, NewRegistration
+from services.registration.domain.registrations import (
+    STATUSES,
+    Registration,
+    RegistrationRuleError,
+)
+from shared.auth import Role
+from shared.money import MoneyBody
+from shared.paging import decode_cursor, encode_cursor
+from shared.problems import Problem
+from shared.web import Pool
+
+registrations = APIRouter(prefix="/v1/registrations", tags=["registrations"])
+
+
+class RegistrationRequest(BaseModel):
+    partner_id: UUID | None = Field(
+        default=None, description="Required, except with a partner token (its own id)"
+    )
+    customer: CustomerBody
+    product_line: str = Field(min_length=1, max_length=100)
+    motion: Literal["sell", "refer"]
+    estimated_value: MoneyBody = Field(description="Estimated annual contract value")
+    expected_close: date
+    external_id: str | None = Field(
+        default=None, min_length=1, max_length=200, description="CRM opportunity id; unique"
+    )
+
+    def command(self, partner_id: UUID) -> NewRegistration:
+        return NewRegistration(
+            partner_id=partner_id,
+            customer=self.customer.to_customer(),
+            product_line=self.product_line,
+            motion=self.motion,
+            estimated_value=self.estimated_value.to_money(),
+            expected_close=self.expected_close,
+            external_id=self.external_id,
+        )
+
+
+@registrations.post("", status_code=201, response_model=RegistrationView, summary="Register a deal")
+async def register(
+    body: RegistrationRequest, app: App, now: Now, principal: Writer
+) -> RegistrationView:
+    new = body.command(acting_partner(principal, body.partner_id))
+    try:
+        registration = await run_in_threadpool(app.register_deal, new, now)
+    except RegistrationRuleError as error:
+        raise rule_problem(error) from error
+    return RegistrationView.of(registration, principal)
+
+
+class RegistrationSummary(BaseModel):
+    registration_id: UUID
+    partner_id: UUID
+    customer_name: str
+    customer_key: str
+    product_line: str
+    motion: str
+    status: str
+    external_id: str | None
+    protected_until: date | None
+    reasons: list[str]
+    registered_at: datetime
+
+
+class RegistrationPage(BaseModel):
+    registrations: list[RegistrationSummary]
+    next_cursor: str | None
+
+
+Status = Literal[STATUSES]  # type: ignore[valid-type]
+
+
+@registrations.get("", response_model=RegistrationPage, summary="Registrations, oldest first")
+async def list_registrations(
+    pool: Pool,
+    principal: Reader,
+    partner_id: UUID | None = None,
+    status: Status | None = None,
+    external_id: str | None = None,
+    customer_key: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    cursor: str | None = None,
+) -> RegistrationPage:
+    if principal.role is Role.PARTNER:
+        partner_id = acting_partner(principal, partner_id)
+    after = decode_cursor(cursor, 2)
+    try:
+        after_at = datetime.fromisoformat(after[0]) if after else None
+        after_id = UUID(after[1]) if after else None
+    except ValueError as error:
+        raise Problem(400, "bad-cursor", "The cursor is not one this API handed out.") from error
+    rows = await pool.fetch(
+        "SELECT registration_id, partner_id, customer_name, customer_key, product_line, motion,"
+        " status, external_id, protected_until, reasons, registered_at FROM registration_deals"
+        " WHERE ($1::uuid IS NULL OR partner_id = $1) AND ($2::text IS NULL OR status = $2)"
+        " AND ($3::text IS NULL OR external_id = $3) AND ($4::text IS NULL OR customer_key = $4)"
+        " AND ($5::timestamptz IS NULL OR (registered_at, registration_id) > ($5, $6::uuid))"
+        " ORDER BY registered_at, registration_id LIMIT $7",
+        partner_id,
+        status,
+        external_id,
+        customer_key,
+        after_at,
+        after_id,
+        limit + 1,
+    )
+    page = [RegistrationSummary(**dict(row)) for row in rows[:limit]]
+    next_cursor = (
+        encode_cursor(page[-1].registered_at.isoformat(), page[-1].registration_id)
+        if len(rows) > limit
+        else None
+    )
+    return RegistrationPage(registrations=page, next_cursor=next_cursor)
+
+
+@registrations.get(
+    "/by-external-id/{external_id}",
+    response_model=RegistrationView,
+    summary="A registration by its CRM id",
+)
+async def by_external_id(external_id: str, app: App, principal: Reader) -> RegistrationView:
+    try:
+        registration_id = await run_in_threadpool(app.by_external_id, "registration", external_id)
+    except AggregateNotFoundError as error:
+        raise Problem(
+            404, "registration-not-found", f"No registration has the CRM id {external_id!r}."
+        ) from error
+    return RegistrationView.of(
+        await run_in_threadpool(load_visible, app, registration_id, principal), principal
+    )
+
+
+@registrations.get(
+    "/{registration_id}",
+    response_model=RegistrationView,
+    summary="A registration, with its explanation",
+)
+async def get_registration(registration_id: UUID, app: App, principal: Reader) -> RegistrationView:
+    registration = await run_in_threadpool(load_visible, app, registration_id, principal)
+    return RegistrationView.of(registration, principal)
+
+
+class ResubmitRequest(BaseModel):
+    customer: CustomerBody
+    product_line: str = Field(min_length=1, max_length=100)
+    estimated_value: MoneyBody
+    expected_close: date
+
+
+class Note(BaseModel):
+    note: str = Field(default="", max_length=2000)
+
+
+class Closing(BaseModel):
+    reason: str = Field(default="", max_length=2000)
+    on: date | None = Field(default=None, description="Defaults to today")
+
+
+async def _partner_action(
+    app: App,
+    registration_id: UUID,
+    principal: Writer,
+    action: object,
+    *args: object,
+    **kwargs: object,
+) -> RegistrationView:
+    registration = await run_in_threadpool(load_visible, app, registration_id, principal)
+    try:
+        updated: Registration = await run_in_threadpool(action, registration.id, *args, **kwargs)  # type: ignore[arg-type]
+    except RegistrationRuleError as error:
+        raise rule_problem(error) from error
+    return RegistrationView.of(updated, principal)
+
+
+@registrations.post(
+    "/{registration_id}/resubmission",
+    response_model=RegistrationView,
+    summary="Resubmit a registration returned for more information",
+)
+async def resubmit(
+    registration_id: UUID, body: ResubmitRequest, app: App, now: Now, principal: Writer
+) -> RegistrationView:
+    changes = Changes(
+        customer=body.customer.to_customer(),
+        product_line=body.product_line,
+        estimated_value=body.estimated_value.to_money(),
+        expected_close=body.expected_close,
+    )
+    return await _partner_action(app, registration_id, principal, app.resubmit, changes, now)
+
+
+@registrations.post(
+    "/{registration_id}/extension-request",
+    response_model=RegistrationView,
+    summary="Ask for 30 more days of protection (at most twice)",
+)
+async def request_extension(
+    registration_id: UUID, body: Note, app: App, principal: Writer
+) -> RegistrationView:
+    return await _partner_action(
+        app, registration_id, principal, app.request_extension, by=principal.subject, note=body.note
+    )
+
+
+@registrations.post(
+    "/{registration_id}/withdrawal",
+    response_model=RegistrationView,
+    summary="Withdraw: the protection ends at once",
+)
+async def withdraw(
+    registration_id: UUID, body: Closing, app: App, today: Today, principal: Writer
+) -> RegistrationView:
+    return await _partner_action(
+        app,
+        registration_id,
+        principal,
+        app.withdraw,
+        by=principal.subject,
+        on=body.on or today,
+        reason=body.reason,
+    )
+
+
+@registrations.post(
+    "/{registration_id}/loss",
+    response_model=RegistrationView,
+    summary="Report the deal lost (closed-lost): the protection ends at once",
+)
+async def lose(
+    registration_id: UUID, body: Closing, app: App, today: Today, principal: Writer
+) -> RegistrationView:
+    return await _partner_action(
+        app,
+        registration_id,
+        principal,
+        app.mark_lost,
+        by=principal.subject,
+        on=body.on or today,
+        reason=body.reason,
+    )

@@ -1,0 +1,1 @@
+"""Registration's domain: customer identity, the rules of engagement, contracts."""

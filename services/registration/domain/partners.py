@@ -1,0 +1,27 @@
+"""The program's members as registration sees them (published by tiering)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from uuid import UUID
+
+
+@dataclass(frozen=True)
+class KnownPartner:
+    partner_id: UUID
+    legal_name: str
+    motions: tuple[str, ...]
+    function: str
+
+    @property
+    def in_good_standing(self) -> bool:
+        """Enrolled and not an influencer; offboarding and inactivity come with tiering."""
+        return self.function != "influencer"
+
+    def may_register(self, motion: str) -> str | None:
+        """Why this partner may not register a deal of this motion, or None if it may."""
+        if self.function == "influencer":
+            return "influencer partners cannot register deals"
+        if motion == "sell" and "sell" not in self.motions:
+            return "resale registrations need the `sell` addendum; this partner may refer"
+        return None
