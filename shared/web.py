@@ -23,6 +23,8 @@ from pydantic import AwareDatetime, BaseModel
 from shared.auth import Allow, Principal, Role, TokenVerifier
 from shared.codec import build_transcoder
 from shared.database import asyncpg_dsn
+from shared.idempotency import IdempotencyMiddleware
+from shared.idempotency import ensure_table as ensure_idempotency_table
 from shared.problems import install_problem_handlers, problem_response
 from shared.runtime import ServiceRuntime
 
@@ -259,6 +261,8 @@ def create_service_api(
     registry = CollectorRegistry()
     registry.register(FollowerCollector(runtime))
     install_problem_handlers(api)
+    ensure_idempotency_table(runtime.database_url, runtime.schema, runtime.name)
+    api.add_middleware(IdempotencyMiddleware, service=runtime.name, schema=runtime.schema)
     api.add_middleware(CorrelationIdMiddleware, header_name="X-Request-ID")
     api.include_router(health_router(registry))
     api.include_router(events_router)
