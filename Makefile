@@ -30,6 +30,9 @@ imports: $(STAMP)
 
 check: lint typecheck imports test
 
+bench: $(STAMP) ## by hand: registration latency at 10k/100k/1M registrations (see BENCHMARKS.md)
+	$(BIN)/python -m bench.registration_latency $(BENCH_ARGS)
+
 constraints: $(STAMP) ## refresh the pinned versions after changing pyproject.toml
 	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^-e ' > constraints.txt
 

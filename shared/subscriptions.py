@@ -134,10 +134,10 @@ class Follower:
         event = self.source.decode(notification)
         self.target.process(event, Tracking(self.source.log, notification.id))
 
-    def catch_up(self, batch_size: int = 500) -> int:
+    def catch_up(self, batch_size: int = 500, stopping: threading.Event | None = None) -> int:
         """Apply every pending event now, in this thread. Caller must lead (or be alone)."""
         applied = 0
-        while True:
+        while stopping is None or not stopping.is_set():
             notifications = self.source.recorder.select_notifications(
                 start=self.position(),
                 limit=batch_size,
@@ -146,9 +146,19 @@ class Follower:
             )
             if not notifications:
                 return applied
-            for notification in notifications:
-                self._apply(notification)
-                applied += 1
+            process_many = getattr(self.target, "process_many", None)
+            if process_many is None:
+                for notification in notifications:
+                    self._apply(notification)
+            else:
+                process_many(
+                    [
+                        (self.source.decode(n), Tracking(self.source.log, n.id))
+                        for n in notifications
+                    ]
+                )
+            applied += len(notifications)
+        return applied
 
     def sync(self, timeout: float = 30.0) -> None:
         """Make sure the target reflects the whole source, whoever runs it."""
@@ -206,6 +216,7 @@ class Follower:
                 self._subscription = None
 
     def _follow(self) -> None:
+        self.catch_up(stopping=self._stopping)  # in batches when behind, then one by one
         subscription = self.source.recorder.subscribe(
             gt=self.target.max_tracking_id(self.source.log), topics=self.source.topics
         )

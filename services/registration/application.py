@@ -208,10 +208,17 @@ class RegistrationApplication(ServiceApplication):
     def _external_id(self, kind: str, external_id: str | None, entity_id: UUID) -> list[Aggregate]:
         if external_id is None:
             return []
+        self._refuse_taken(kind, external_id)
+        return [ExternalId(kind=kind, external_id=external_id, entity_id=entity_id)]
+
+    def _refuse_taken(self, kind: str, external_id: str | None) -> None:
+        """A CRM id already recorded means the CRM is sending the same thing again: that answer
+        comes before any rule, which would judge the repeat against its own first recording."""
+        if external_id is None:
+            return
         taken = self._maybe(ExternalId.create_id(kind, external_id), ExternalId)
         if taken is not None:
             raise ExternalIdTakenError(kind, external_id, taken.entity_id)
-        return [ExternalId(kind=kind, external_id=external_id, entity_id=entity_id)]
 
     # --- registering --------------------------------------------------------------------
     def partner_for(self, partner_id: UUID, motion: str) -> KnownPartner:
@@ -250,7 +257,7 @@ class RegistrationApplication(ServiceApplication):
         holder = claim if claim and claim.held_by_other_than(partner.partner_id, today) else None
         return Assessment(
             holder=holder,
-            duplicates=tuple(duplicates),
+            duplicates=tuple(sorted(duplicates, key=lambda flag: flag.score or 0, reverse=True)),
             incumbency=incumbency,
             good_standing=partner.in_good_standing,
         )
@@ -277,6 +284,7 @@ class RegistrationApplication(ServiceApplication):
         identity = new.customer.identity
 
         def attempt() -> Registration:
+            self._refuse_taken("registration", new.external_id)
             claim = self.claim_of(identity.key, new.product_line)
             if (
                 claim is not None
@@ -419,6 +427,7 @@ class RegistrationApplication(ServiceApplication):
     # --- contracts and direct deals ------------------------------------------------------
     def sign_contract(self, new: NewContract) -> Contract:
         def attempt() -> Contract:
+            self._refuse_taken("contract", new.external_id)
             changed: list[Aggregate] = []
             registration = None
             partner_id, motion = new.partner_id, None
@@ -538,7 +547,7 @@ class Importer:
     writer make a batch's save fail, that batch is done again row by row.
     """
 
-    BATCH = 250
+    BATCH = 100
 
     def __init__(self, app: RegistrationApplication) -> None:
         self.app = app

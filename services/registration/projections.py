@@ -14,7 +14,7 @@ from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
 
 from services.registration.domain.contracts import RENEWAL_WINDOW, Contract
-from services.registration.domain.customers import CustomerIdentity
+from services.registration.domain.customers import CustomerIdentity, match_keys
 from services.registration.domain.partners import KnownPartner
 from services.registration.domain.registrations import (
     APPROVED,
@@ -93,17 +93,29 @@ _CLOSED_BY = {
 }
 
 
+_OPEN_SQL = "status IN ({})".format(", ".join(f"'{status}'" for status in sorted(OPEN)))
+_CANDIDATES = 50
+_CANDIDATES_SQL = (
+    "SELECT registration_id, normalized_name, country, domain"  # noqa: S608 (constants; values bound)
+    " FROM {schema}.registration_deals"
+    " WHERE is_open AND match_keys && %(keys)s::bigint[]"
+    "  AND product_line = %(product_line)s AND customer_key <> %(key)s"
+    " ORDER BY (SELECT count(*) FROM unnest(match_keys) AS k WHERE k = ANY(%(keys)s)) DESC,"
+    "  registration_id"
+    f" LIMIT {_CANDIDATES}"
+)
+
+
 class DealsView(View):
     """Every registration with its status and flags: lists, the review queue, matching."""
 
     name = "registration_deals"
     tables = ("registration_deals",)
     create_sql = (
-        "CREATE EXTENSION IF NOT EXISTS pg_trgm",
         "CREATE TABLE IF NOT EXISTS {schema}.registration_deals ("
         " registration_id uuid PRIMARY KEY, partner_id uuid NOT NULL,"
         " customer_key text NOT NULL, customer_name text NOT NULL,"
-        " normalized_name text NOT NULL, domain text, domain_label text NOT NULL,"
+        " normalized_name text NOT NULL, domain text, match_keys bigint[] NOT NULL,"
         " country text NOT NULL, product_line text NOT NULL, motion text NOT NULL,"
         " estimated_amount numeric NOT NULL, currency text NOT NULL,"
         " expected_close date NOT NULL, external_id text, status text NOT NULL,"
@@ -111,7 +123,8 @@ class DealsView(View):
         " submitted_at timestamptz NOT NULL, review_due_at timestamptz,"
         " review_overdue boolean NOT NULL, extensions integer NOT NULL,"
         " extension_requested boolean NOT NULL, contract_id uuid,"
-        " registered_at timestamptz NOT NULL, changed_at timestamptz NOT NULL)",
+        " registered_at timestamptz NOT NULL, changed_at timestamptz NOT NULL,"
+        f" is_open boolean GENERATED ALWAYS AS ({_OPEN_SQL}) STORED)",
         "CREATE INDEX IF NOT EXISTS registration_deals_partner"
         " ON {schema}.registration_deals (partner_id, registered_at, registration_id)",
         "CREATE INDEX IF NOT EXISTS registration_deals_listing"
@@ -125,20 +138,19 @@ class DealsView(View):
         "CREATE INDEX IF NOT EXISTS registration_deals_review_due"
         " ON {schema}.registration_deals (review_due_at)"
         " WHERE status = 'pending_review' AND NOT review_overdue",
-        "CREATE INDEX IF NOT EXISTS registration_deals_name_trgm"
-        " ON {schema}.registration_deals USING gin (normalized_name gin_trgm_ops)",
-        "CREATE INDEX IF NOT EXISTS registration_deals_label_trgm"
-        " ON {schema}.registration_deals USING gin (domain_label gin_trgm_ops)",
+        # Without a pending list, lookups cost the same right after a bulk load as ever after.
+        "CREATE INDEX IF NOT EXISTS registration_deals_match_keys ON {schema}.registration_deals"
+        " USING gin (match_keys) WITH (fastupdate = off) WHERE is_open",
     )
 
-    def _identity_columns(self, event: Any) -> tuple[str, str | None, str]:
+    def _identity_columns(self, event: Any) -> tuple[str, str | None, list[int]]:
         identity = CustomerIdentity.of(
             name=event.customer_name,
             country=event.country,
             domain=event.customer_domain,
             email=event.customer_email,
         )
-        return identity.name, identity.domain, identity.label or ""
+        return identity.name, identity.domain, sorted(match_keys(identity))
 
     def _set(self, curs: Cursor[DictRow], event: Any, assignments: str, *values: Any) -> None:
         curs.execute(
@@ -151,7 +163,7 @@ class DealsView(View):
 
     @on(Registration.Registered)
     def _registered(self, curs: Cursor[DictRow], event: Any) -> None:
-        name, domain, label = self._identity_columns(event)
+        name, domain, keys = self._identity_columns(event)
         curs.execute(
             self.statement(
                 "INSERT INTO {schema}.registration_deals VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,"
@@ -164,7 +176,7 @@ class DealsView(View):
                 event.customer_name,
                 name,
                 domain,
-                label,
+                keys,
                 event.country,
                 event.product_line,
                 event.motion,
@@ -185,12 +197,12 @@ class DealsView(View):
 
     @on(Registration.Resubmitted)  # type: ignore[attr-defined]
     def _resubmitted(self, curs: Cursor[DictRow], event: Any) -> None:
-        name, domain, label = self._identity_columns(event)
+        name, domain, keys = self._identity_columns(event)
         self._set(
             curs,
             event,
             "customer_key = %s, customer_name = %s, normalized_name = %s, domain = %s,"
-            " domain_label = %s, country = %s, product_line = %s, estimated_amount = %s,"
+            " match_keys = %s, country = %s, product_line = %s, estimated_amount = %s,"
             " currency = %s, expected_close = %s, status = %s, protected_until = %s,"
             " flags = %s, reasons = %s, submitted_at = %s, review_due_at = %s,"
             " review_overdue = false",
@@ -198,7 +210,7 @@ class DealsView(View):
             event.customer_name,
             name,
             domain,
-            label,
+            keys,
             event.country,
             event.product_line,
             event.estimated_value.amount,
@@ -286,29 +298,20 @@ class DealsView(View):
     def similar_customers(
         self, identity: CustomerIdentity, product_line: str
     ) -> Sequence[tuple[UUID, CustomerIdentity]]:
-        squashed = identity.name.replace(" ", "")
-        label = identity.label or ""
-        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+        """Open registrations sharing match keys with this customer, most shared first: the
+        candidates; the domain decides which resemble it enough to flag."""
+        with self.datastore.transaction(commit=False) as curs:
+            # The match-key index is the plan that stays fast as the table grows; the planner
+            # prices it above a scan of a few thousand rows, which costs more than it thinks
+            # (and a table not yet analysed, as in a bulk import, would be scanned whatever
+            # its size).
+            curs.execute("SET LOCAL enable_seqscan = off")
             curs.execute(
-                self.statement(
-                    "SELECT registration_id, normalized_name, country, domain"
-                    " FROM {schema}.registration_deals"
-                    " WHERE product_line = %(product_line)s AND status = ANY(%(open)s)"
-                    " AND customer_key <> %(key)s"
-                    " AND (normalized_name %% %(name)s OR domain_label %% %(label)s"
-                    "      OR domain_label %% %(squashed)s)"
-                    " ORDER BY greatest(similarity(normalized_name, %(name)s),"
-                    "   similarity(domain_label, %(label)s),"
-                    "   similarity(domain_label, %(squashed)s)) DESC, registration_id"
-                    " LIMIT 20"
-                ),
+                self.statement(_CANDIDATES_SQL),
                 {
                     "product_line": product_line,
-                    "open": sorted(OPEN),
                     "key": identity.key,
-                    "name": identity.name,
-                    "label": label or identity.name,
-                    "squashed": squashed,
+                    "keys": sorted(match_keys(identity)),
                 },
             )
             rows = curs.fetchall()

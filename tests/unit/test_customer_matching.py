@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import pytest
 
-from services.registration.domain.customers import CustomerIdentity, resemblance
+from services.registration.domain.customers import CustomerIdentity, match_keys, resemblance
 
 SAME, DUPLICATE, DIFFERENT = "same key", "possible duplicate", "different"
 
@@ -156,3 +156,15 @@ def test_a_possible_duplicate_says_how_closely_and_on_what() -> None:
     assert match is not None
     assert "domain" in match.matched
     assert Decimal("0.85") <= match.score <= 1
+
+
+@pytest.mark.parametrize(
+    ("case", "first", "second"),
+    [p[:3] for p in PAIRS if p[3] == DUPLICATE],
+    ids=[p[0] for p in PAIRS if p[3] == DUPLICATE],
+)
+def test_possible_duplicates_share_a_match_key(
+    case: str, first: Customer, second: Customer
+) -> None:
+    """The index finds what the scorer would flag: every duplicate pair has a key in common."""
+    assert match_keys(identity(first)) & match_keys(identity(second))

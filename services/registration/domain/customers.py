@@ -6,7 +6,8 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from decimal import Decimal
-from functools import cache
+from functools import cache, cached_property
+from hashlib import blake2b
 
 from publicsuffixlist import PublicSuffixList
 from rapidfuzz import fuzz
@@ -43,6 +44,17 @@ _LEGAL_SUFFIXES = frozenset(
         "se",
         "lp",
     }
+)
+
+# Words too common in company names to say which company: kept for scoring, left out of the
+# match keys, or every "... Holdings" would be a candidate for every other.
+_GENERIC_WORDS = frozenset(
+    (  # noqa: SIM905 (a list of words reads best as words)
+        "and of the group holding holdings systems system technologies technology tech solutions"
+        " services service international global partners industries enterprises consulting"
+        " software networks communications bank capital management associates labs digital data"
+        " cloud media health energy"
+    ).split()
 )
 
 POSSIBLE_DUPLICATE = Decimal("0.85")
@@ -118,13 +130,13 @@ class CustomerIdentity:
                 registrable = registrable_domain(source)
         return cls(name=normalized_name(name), country=country.upper(), domain=registrable)
 
-    @property
+    @cached_property
     def key(self) -> str:
         if self.domain:
             return f"domain:{self.domain}"
         return f"name:{self.name}|{self.country}"
 
-    @property
+    @cached_property
     def label(self) -> str | None:
         return domain_label(self.domain) if self.domain else None
 
@@ -146,6 +158,44 @@ class Resemblance:
 
 def _ratio(a: str, b: str) -> Decimal:
     return (Decimal(str(fuzz.ratio(a, b))) / 100).quantize(Decimal("0.01"))
+
+
+# MinHash over character trigrams, in bands: two strings whose trigram sets overlap enough share
+# a band with high probability, so candidates come from an exact index lookup whatever the size
+# of the table. 20 bands of 2 find ~99% of pairs one or two typos apart (tests/unit and bench/).
+_BANDS, _ROWS = 20, 2
+_MERSENNE = (1 << 61) - 1
+_PERMUTATIONS = tuple(
+    (
+        int.from_bytes(blake2b(b"a%d" % i, digest_size=8).digest()) % (_MERSENNE - 1) + 1,
+        int.from_bytes(blake2b(b"b%d" % i, digest_size=8).digest()) % _MERSENNE,
+    )
+    for i in range(_BANDS * _ROWS)
+)
+
+
+def _band_keys(text: str) -> set[int]:
+    padded = f"^{text}$"
+    grams = {
+        int.from_bytes(blake2b(padded[i : i + 3].encode(), digest_size=8).digest())
+        for i in range(len(padded) - 2)
+    }
+    minima = [min((a * g + b) % _MERSENNE for g in grams) for a, b in _PERMUTATIONS]
+    keys = set()
+    for band in range(_BANDS):
+        rows = b"".join(m.to_bytes(8) for m in minima[band * _ROWS : (band + 1) * _ROWS])
+        digest = blake2b(band.to_bytes(1) + rows, digest_size=8).digest()
+        keys.add(int.from_bytes(digest, signed=True))
+    return keys
+
+
+def match_keys(identity: CustomerIdentity) -> frozenset[int]:
+    """Keys shared, with high probability, by any two customers that `resemblance` may call
+    possible duplicates: an index on them finds the candidates to score."""
+    words = [word for word in identity.name.split() if word not in _GENERIC_WORDS]
+    words = words or identity.name.split()
+    texts = {"".join(words), "".join(sorted(words)), identity.label or ""} - {""}
+    return frozenset(key for text in texts if len(text) >= 3 for key in _band_keys(text))
 
 
 def resemblance(a: CustomerIdentity, b: CustomerIdentity) -> Resemblance | None:

@@ -1,0 +1,305 @@
+"""Latency of registering a deal over HTTP as the number of existing registrations grows.
+
+The registration and tiering services run as real processes (``dealreg serve``) on a database
+of their own. Between measurements the registration service is stopped, the log is grown by
+recording registrations straight through the domain and the event store (as an import would,
+minus the HTTP), and the service restarted: it catches its projections up before it is ready.
+Then ``--samples`` registrations are sent one after another and timed: fresh customers, a
+share of conflicts with an existing registration, and a share of near-duplicate names.
+
+    python -m bench.registration_latency --sizes 10000 100000 1000000
+
+The database is the embedded PostgreSQL unless ``--database-url`` (or BENCH_DATABASE_URL)
+names a server; a database ``dealreg_bench_<random>`` is created there and dropped after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+
+from services.registration.application import RegistrationApplication
+from services.registration.domain.customers import CustomerIdentity
+from services.registration.domain.registrations import Assessment, Registration
+from shared.auth import Role, mint_token
+from shared.database import start_embedded, with_database
+from shared.money import Money
+
+SECRET = "bench-secret-bench-secret-bench-secret"
+PARTNERS = 200
+ONSETS = [
+    "b",
+    "br",
+    "bl",
+    "c",
+    "ch",
+    "cl",
+    "cr",
+    "d",
+    "dr",
+    "f",
+    "fl",
+    "fr",
+    "g",
+    "gl",
+    "gr",
+    "h",
+    "j",
+    "k",
+    "kl",
+    "kr",
+    "l",
+    "m",
+    "n",
+    "p",
+    "pl",
+    "pr",
+    "qu",
+    "r",
+    "s",
+    "sh",
+    "sk",
+    "sl",
+    "sp",
+    "st",
+    "str",
+    "t",
+    "th",
+    "tr",
+    "v",
+    "w",
+    "z",
+]
+NUCLEI = ["a", "e", "i", "o", "u", "ai", "ea", "ou", "y"]
+CODAS = ["", "n", "r", "l", "s", "x", "m", "nd", "rt", "ck", "ng"]
+GENERIC = ["", "", "", "Systems", "Group", "Holdings", "Labs", "Partners", "Industries"]
+
+
+def company(rng: random.Random) -> str:
+    """An invented company name: two words of one to three syllables, maybe a generic third."""
+    words = [
+        "".join(
+            rng.choice(ONSETS) + rng.choice(NUCLEI) + rng.choice(CODAS)
+            for _ in range(rng.randint(1, 3))
+        ).capitalize()
+        for _ in range(2)
+    ]
+    return " ".join([*words, rng.choice(GENERIC)]).strip()
+
+
+def typo(name: str, rng: random.Random) -> str:
+    i = rng.randrange(1, len(name) - 1)
+    return name[:i] + name[i + 1] + name[i] + name[i + 2 :]
+
+
+@contextmanager
+def bench_database(admin_url: str | None) -> Iterator[str]:
+    server = None
+    if admin_url is None:
+        server = start_embedded(Path(tempfile.mkdtemp(prefix="dealreg-bench-")))
+        admin_url = str(server.get_uri("postgres"))
+    name = f"dealreg_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield with_database(admin_url, name)
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if server is not None:
+            server.cleanup()
+
+
+class Service:
+    def __init__(self, name: str, database_url: str, port: int, log: Path) -> None:
+        self.name, self.port, self.log = name, port, log
+        self.env = {
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "DEALREG_JWT_SECRET": SECRET,
+            "DEALREG_CLOCK_INTERVAL_SECONDS": "0",
+            "DEALREG_LOG_LEVEL": "WARNING",
+        }
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 3600) -> float:
+        started = time.perf_counter()
+        command = [
+            sys.executable,
+            "-m",
+            "dealreg.cli",
+            "serve",
+            self.name,
+            "--port",
+            str(self.port),
+        ]
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(command, env=self.env, stdout=out, stderr=out)
+        while time.perf_counter() - started < timeout:
+            if self.process.poll() is not None:
+                raise SystemExit(f"{self.name} exited; see {self.log}")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=5).status_code == 200:
+                    return time.perf_counter() - started
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        raise SystemExit(f"{self.name} not ready after {timeout}s")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=60)
+            self.process = None
+
+
+def grow(database_url: str, partners: list[uuid.UUID], names: list[str], upto: int) -> float:
+    """Record registrations until there are ``upto``, through the domain; returns seconds."""
+    started = time.perf_counter()
+    rng = random.Random(len(names))
+    # Recording only: nothing here asks the directory or the index.
+    unused: Any = None
+    app = RegistrationApplication(database_url, partners=unused, customers=unused)
+    now = datetime(2027, 1, 4, 9, tzinfo=UTC)
+    nobody_else = Assessment(holder=None, duplicates=(), incumbency=None, good_standing=True)
+    batch: list[object] = []
+    while len(names) < upto:
+        name = company(rng)
+        n = len(names)
+        names.append(name)
+        identity = CustomerIdentity.of(
+            name=name, country="US", domain=f"{name.replace(' ', '').lower()}{n}.com"
+        )
+        registration = Registration.submit(
+            partner_id=partners[n % len(partners)],
+            customer=identity,
+            customer_name=name,
+            customer_domain=identity.domain,
+            customer_email=None,
+            product_line="cloud",
+            motion="sell",
+            estimated_value=Money(Decimal(1000 + n % 50000), "USD"),
+            expected_close=date(2027, 6, 30),
+            external_id=None,
+            assessment=nobody_else,
+            now=now,
+        )
+        batch += [registration, app.protect(None, registration)]
+        if len(batch) >= 4000 or len(names) == upto:
+            app.save(*batch)  # type: ignore[arg-type]
+            batch = []
+    app.close()
+    return time.perf_counter() - started
+
+
+def measure(
+    registration: Service, partners: list[uuid.UUID], names: list[str], samples: int
+) -> list[float]:
+    rng = random.Random(samples + len(names))
+    latencies = []
+    with httpx.Client(base_url=registration.url, timeout=60) as client:
+        for i in range(samples):
+            partner = partners[rng.randrange(len(partners))]
+            kind = rng.random()
+            if kind < 0.1:  # conflict with an existing registration
+                n = rng.randrange(len(names))
+                name, domain = names[n], f"{names[n].replace(' ', '').lower()}{n}.com"
+            elif kind < 0.2:  # a near-duplicate name, no domain
+                name, domain = typo(names[rng.randrange(len(names))], rng), None
+            else:
+                name = company(rng)
+                domain = f"{name.replace(' ', '').lower()}-m{i}.net"
+            body = {
+                "customer": {"name": name, "country": "US", "domain": domain},
+                "product_line": "cloud",
+                "motion": "sell",
+                "estimated_value": {"amount": "5000.00", "currency": "USD"},
+                "expected_close": "2027-06-30",
+            }
+            token = mint_token(SECRET, Role.PARTNER, subject="bench", partner_id=partner)
+            started = time.perf_counter()
+            response = client.post(
+                "/v1/registrations", json=body, headers={"Authorization": f"Bearer {token}"}
+            )
+            latencies.append((time.perf_counter() - started) * 1000)
+            if response.status_code != 201:
+                raise SystemExit(f"registration failed: {response.status_code} {response.text}")
+    return latencies
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--samples", type=int, default=500)
+    parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL"))
+    args = parser.parse_args()
+    print(f"# {platform.node()}: {os.cpu_count()} cores, Python {platform.python_version()}")
+    logs = Path(tempfile.mkdtemp(prefix="dealreg-bench-logs-"))
+    with bench_database(args.database_url) as url:
+        tiering = Service("tiering", url, 18903, logs / "tiering.log")
+        registration = Service("registration", url, 18901, logs / "registration.log")
+        try:
+            tiering.start()
+            admin = mint_token(SECRET, Role.ADMIN, subject="bench")
+            partners = [
+                uuid.UUID(
+                    httpx.post(
+                        f"{tiering.url}/v1/partners",
+                        json={
+                            "legal_name": f"Bench Partner {n}",
+                            "home_country": "US",
+                            "regions": ["NA"],
+                            "motions": ["sell", "refer"],
+                            "function": "sales",
+                            "category": "solution_reseller",
+                        },
+                        headers={"Authorization": f"Bearer {admin}"},
+                    ).json()["partner_id"]
+                )
+                for n in range(PARTNERS)
+            ]
+            names: list[str] = []
+            print("| existing | seed s | catch-up s | p50 ms | p90 ms | p99 ms | max ms |")
+            print("|---:|---:|---:|---:|---:|---:|---:|")
+            for size in sorted(args.sizes):
+                seeded = grow(url, partners, names, size)
+                caught_up = registration.start()
+                with psycopg.connect(url, autocommit=True) as conn:
+                    conn.execute("ANALYZE")  # as autovacuum would have, in a running system
+                registration_ms = measure(registration, partners, names, args.samples)
+                registration.stop()
+                q = statistics.quantiles(registration_ms, n=100, method="inclusive")
+                print(
+                    f"| {size:,} | {seeded:.0f} | {caught_up:.0f} | {q[49]:.1f} | {q[89]:.1f}"
+                    f" | {q[98]:.1f} | {max(registration_ms):.1f} |",
+                    flush=True,
+                )
+        finally:
+            registration.stop()
+            tiering.stop()
+    print(f"(service logs in {logs})")
+
+
+if __name__ == "__main__":
+    main()
