@@ -222,9 +222,10 @@ def measure(
         for i in range(samples):
             partner = partners[rng.randrange(len(partners))]
             kind = rng.random()
-            if kind < 0.1:  # conflict with an existing registration
+            if kind < 0.1:  # conflict: another partner's customer
                 n = rng.randrange(len(names))
                 name, domain = names[n], f"{names[n].replace(' ', '').lower()}{n}.com"
+                partner = partners[(n + 1) % len(partners)]
             elif kind < 0.2:  # a near-duplicate name, no domain
                 name, domain = typo(names[rng.randrange(len(names))], rng), None
             else:
@@ -270,7 +271,7 @@ def main() -> None:
                             "legal_name": f"Bench Partner {n}",
                             "home_country": "US",
                             "regions": ["NA"],
-                            "motions": ["sell", "refer"],
+                            "motions": ["sell"],
                             "function": "sales",
                             "category": "solution_reseller",
                         },
