@@ -84,11 +84,7 @@ class View(PostgresTrackingRecorder):
         return cached
 
     def process(self, event: Any, tracking: Tracking) -> None:
-        handler = self._handlers.get(type(event))
-        with self.datastore.transaction(commit=True) as curs:
-            if handler is not None:
-                handler(self, curs, event)
-            self._insert_tracking(curs, tracking)
+        self.process_many([(event, tracking)])
 
     def process_many(self, events: Sequence[tuple[Any, Tracking]]) -> None:
         """Events in order, in one transaction with the last one's position: catching up and

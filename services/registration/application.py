@@ -205,10 +205,12 @@ class RegistrationApplication(ServiceApplication):
                 continue
         raise RegistrationRuleError("too many concurrent changes to this customer; retry shortly")
 
-    def _external_id(self, kind: str, external_id: str | None, entity_id: UUID) -> list[Aggregate]:
+    @staticmethod
+    def _external_id(kind: str, external_id: str | None, entity_id: UUID) -> list[Aggregate]:
+        """The CRM id's index, saved with the record: two concurrent records with one id
+        cannot both be saved (callers refuse a taken id first, with `_refuse_taken`)."""
         if external_id is None:
             return []
-        self._refuse_taken(kind, external_id)
         return [ExternalId(kind=kind, external_id=external_id, entity_id=entity_id)]
 
     def _refuse_taken(self, kind: str, external_id: str | None) -> None:
@@ -503,6 +505,7 @@ class RegistrationApplication(ServiceApplication):
         identity = new.customer.identity
 
         def attempt() -> DirectDeal:
+            self._refuse_taken("direct_deal", new.external_id)
             claim = self.claim_of(identity.key, new.product_line)
             protecting = claim if claim is not None and claim.protects_on(today) else None
             deal = DirectDeal(

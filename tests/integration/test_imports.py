@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import random
+import uuid
 from typing import Any
 
 from shared.auth import Role
@@ -192,6 +193,6 @@ def test_what_is_not_an_import(clients: Clients) -> None:
     partner_cannot_import_contracts = clients.registration.post(
         "/v1/imports/contracts",
         content=b"",
-        headers={**bearer(Role.PARTNER, __import__("uuid").uuid4()), "content-type": "text/csv"},
+        headers={**bearer(Role.PARTNER, uuid.uuid4()), "content-type": "text/csv"},
     )
     assert partner_cannot_import_contracts.status_code == 403
