@@ -11,6 +11,8 @@ share of conflicts with an existing registration, and a share of near-duplicate 
 
 The database is the embedded PostgreSQL unless ``--database-url`` (or BENCH_DATABASE_URL)
 names a server; a database ``dealreg_bench_<random>`` is created there and dropped after.
+``--profile DIR`` samples the registration service with py-spy while it is measured and writes
+one collapsed-stack file per size (``registration-<size>.txt``; flamegraph tools read it).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import argparse
 import os
 import platform
 import random
+import signal
 import statistics
 import subprocess
 import sys
@@ -249,12 +252,36 @@ def measure(
     return latencies
 
 
+@contextmanager
+def profiled(service: Service, out: Path | None) -> Iterator[None]:
+    if out is None or service.process is None:
+        yield
+        return
+    py_spy = str(Path(sys.executable).with_name("py-spy"))
+    pid = str(service.process.pid)
+    options = ["--format", "raw", "--rate", "250", "--nonblocking", "--output", str(out)]
+    spy = subprocess.Popen(
+        [py_spy, "record", "--pid", pid, *options],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        time.sleep(1)  # py-spy attaches
+        yield
+    finally:
+        spy.send_signal(signal.SIGINT)
+        spy.wait(timeout=60)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--samples", type=int, default=500)
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL"))
+    parser.add_argument("--profile", type=Path, help="write py-spy profiles into this folder")
     args = parser.parse_args()
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
     print(f"# {platform.node()}: {os.cpu_count()} cores, Python {platform.python_version()}")
     logs = Path(tempfile.mkdtemp(prefix="dealreg-bench-logs-"))
     with bench_database(args.database_url) as url:
@@ -288,7 +315,9 @@ def main() -> None:
                 caught_up = registration.start()
                 with psycopg.connect(url, autocommit=True) as conn:
                     conn.execute("ANALYZE")  # as autovacuum would have, in a running system
-                registration_ms = measure(registration, partners, names, args.samples)
+                profile = args.profile / f"registration-{size}.txt" if args.profile else None
+                with profiled(registration, profile):
+                    registration_ms = measure(registration, partners, names, args.samples)
                 registration.stop()
                 q = statistics.quantiles(registration_ms, n=100, method="inclusive")
                 print(

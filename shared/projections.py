@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Self, TypeVar
 
 from eventsourcing.persistence import Tracking
 from eventsourcing.postgres import PostgresDatastore, PostgresFactory, PostgresTrackingRecorder
-from eventsourcing.utils import Environment
+from eventsourcing.utils import Environment, get_topic
 from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composed, Identifier
@@ -52,6 +52,11 @@ class View(PostgresTrackingRecorder):
                 for event_type in getattr(attribute, "_handles", ()):
                     handlers[event_type] = attribute
         cls._handlers = handlers
+
+    @classmethod
+    def topics(cls) -> tuple[str, ...]:
+        """The stored topics of the events this view handles."""
+        return tuple(sorted(get_topic(event_type) for event_type in cls._handlers))
 
     def __init__(self, datastore: PostgresDatastore, **kwargs: Any) -> None:
         super().__init__(datastore, **kwargs)

@@ -41,11 +41,12 @@ def open_database(settings: ServiceSettings) -> Database:
     return Database(url, settings.db_schema, embedded)
 
 
-def own_log(app: ServiceApplication) -> Source:
-    """A service's own log, decoded into its own domain events."""
+def own_log(app: ServiceApplication, view: type[View] | None = None) -> Source:
+    """A service's own log, decoded into its own domain events; for a view, only the events it
+    handles are read (a view of contracts has no use for every registration)."""
     recorder = app.recorder
     assert isinstance(recorder, PostgresApplicationRecorder)
-    return Source(app.name, recorder, app.decode)
+    return Source(app.name, recorder, app.decode, topics=view.topics() if view else ())
 
 
 def published_log(

@@ -50,7 +50,7 @@ def build_runtime(
         followers=[
             Follower(registration, DecidingTarget(app), url),
             Follower(tiering, tier_view, url),
-            Follower(own_log(app), line_view, url),
+            Follower(own_log(app, LinesView), line_view, url),
         ],
         clock=ServiceClock(app, NAME, jobs=[], now=now),
         embedded_server=database.embedded_server,

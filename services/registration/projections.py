@@ -95,14 +95,40 @@ _CLOSED_BY = {
 
 _OPEN_SQL = "status IN ({})".format(", ".join(f"'{status}'" for status in sorted(OPEN)))
 _CANDIDATES = 50
+# How many open registrations a lookup may read through its match keys, rarest keys first. A
+# key that many registrations share (a common syllable pair) says little about any of them;
+# reading its rows costs in proportion to the table. With a budget the lookup costs the same
+# at a million registrations as at ten thousand (docs/decisions/0008).
+PROBE_BUDGET = 200
 _CANDIDATES_SQL = (
-    "SELECT registration_id, normalized_name, country, domain"  # noqa: S608 (constants; values bound)
+    "WITH probe AS ("  # noqa: S608 (constants; values bound)
+    " SELECT match_key, sum(open_rows) OVER (ORDER BY open_rows, match_key) - open_rows AS before"
+    " FROM {schema}.registration_match_keys"
+    " WHERE match_key = ANY(%(keys)s::bigint[]) AND open_rows > 0)"
+    " SELECT registration_id, normalized_name, country, domain"
     " FROM {schema}.registration_deals"
-    " WHERE is_open AND match_keys && %(keys)s::bigint[]"
+    " WHERE is_open"
+    "  AND match_keys && ARRAY(SELECT match_key FROM probe WHERE before < %(budget)s)"
     "  AND product_line = %(product_line)s AND customer_key <> %(key)s"
     " ORDER BY (SELECT count(*) FROM unnest(match_keys) AS k WHERE k = ANY(%(keys)s)) DESC,"
     "  registration_id"
     f" LIMIT {_CANDIDATES}"
+)
+# The open registrations holding each key, kept by the database itself: whichever handler
+# opens, closes or re-keys a registration, the count follows.
+_COUNT_MATCH_KEYS_SQL = (
+    "CREATE OR REPLACE FUNCTION {schema}.registration_count_match_keys() RETURNS trigger"
+    " LANGUAGE plpgsql AS $$ BEGIN"
+    " IF TG_OP = 'UPDATE' AND OLD.is_open THEN"
+    "  UPDATE {schema}.registration_match_keys SET open_rows = open_rows - 1"
+    "  WHERE match_key = ANY(OLD.match_keys);"
+    " END IF;"
+    " IF NEW.is_open THEN"
+    "  INSERT INTO {schema}.registration_match_keys AS counted"
+    "  SELECT DISTINCT match_key, 1 FROM unnest(NEW.match_keys) AS match_key"
+    "  ON CONFLICT (match_key) DO UPDATE SET open_rows = counted.open_rows + 1;"
+    " END IF;"
+    " RETURN NULL; END $$"
 )
 
 
@@ -110,7 +136,7 @@ class DealsView(View):
     """Every registration with its status and flags: lists, the review queue, matching."""
 
     name = "registration_deals"
-    tables = ("registration_deals",)
+    tables = ("registration_deals", "registration_match_keys")
     create_sql = (
         "CREATE TABLE IF NOT EXISTS {schema}.registration_deals ("
         " registration_id uuid PRIMARY KEY, partner_id uuid NOT NULL,"
@@ -141,7 +167,24 @@ class DealsView(View):
         # Without a pending list, lookups cost the same right after a bulk load as ever after.
         "CREATE INDEX IF NOT EXISTS registration_deals_match_keys ON {schema}.registration_deals"
         " USING gin (match_keys) WITH (fastupdate = off) WHERE is_open",
+        "CREATE TABLE IF NOT EXISTS {schema}.registration_match_keys ("
+        " match_key bigint PRIMARY KEY, open_rows integer NOT NULL)",
+        _COUNT_MATCH_KEYS_SQL,
+        "CREATE OR REPLACE TRIGGER registration_deals_opened AFTER INSERT"
+        " ON {schema}.registration_deals FOR EACH ROW"
+        " EXECUTE FUNCTION {schema}.registration_count_match_keys()",
+        "CREATE OR REPLACE TRIGGER registration_deals_rekeyed AFTER UPDATE"
+        " ON {schema}.registration_deals FOR EACH ROW"
+        " WHEN (OLD.is_open IS DISTINCT FROM NEW.is_open"
+        "  OR OLD.match_keys IS DISTINCT FROM NEW.match_keys)"
+        " EXECUTE FUNCTION {schema}.registration_count_match_keys()",
+        # A view kept before the counts were: count what it holds (once: the table is empty).
+        "INSERT INTO {schema}.registration_match_keys"
+        " SELECT match_key, count(*) FROM {schema}.registration_deals, unnest(match_keys) match_key"
+        " WHERE is_open AND NOT EXISTS (SELECT FROM {schema}.registration_match_keys)"
+        " GROUP BY match_key",
     )
+    probe_budget = PROBE_BUDGET
 
     def _identity_columns(self, event: Any) -> tuple[str, str | None, list[int]]:
         identity = CustomerIdentity.of(
@@ -299,7 +342,8 @@ class DealsView(View):
         self, identity: CustomerIdentity, product_line: str
     ) -> Sequence[tuple[UUID, CustomerIdentity]]:
         """Open registrations sharing match keys with this customer, most shared first: the
-        candidates; the domain decides which resemble it enough to flag."""
+        candidates; the domain decides which resemble it enough to flag. Only the rarest keys
+        are probed, up to `probe_budget` registrations."""
         with self.datastore.transaction(commit=False) as curs:
             # The match-key index is the plan that stays fast as the table grows; the planner
             # prices it above a scan of a few thousand rows, which costs more than it thinks
@@ -312,7 +356,11 @@ class DealsView(View):
                     "product_line": product_line,
                     "key": identity.key,
                     "keys": sorted(match_keys(identity)),
+                    "budget": self.probe_budget,
                 },
+                # Planned with the keys in hand, the ranking looks them up in a hash table; a
+                # prepared, generic plan scans the array for every key of every candidate.
+                prepare=False,
             )
             rows = curs.fetchall()
         return [

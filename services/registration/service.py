@@ -48,8 +48,8 @@ def build_runtime(
         customers=index,
         schema=schema,
     )
-    follows_deals = Follower(own_log(app), deals, url)
-    follows_contracts = Follower(own_log(app), contracts, url)
+    follows_deals = Follower(own_log(app, DealsView), deals, url)
+    follows_contracts = Follower(own_log(app, ContractsView), contracts, url)
     return ServiceRuntime(
         name=NAME,
         settings=settings,

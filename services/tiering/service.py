@@ -36,7 +36,7 @@ def build_runtime(
         database_url=url,
         app=app,
         followers=[
-            Follower(own_log(app), members, url),
+            Follower(own_log(app, MembersView), members, url),
             Follower(registrations, activity, url),
         ],
         clock=ServiceClock(app, NAME, jobs=[], now=now),
