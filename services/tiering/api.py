@@ -12,7 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from services.tiering.application import TieringApplication
-from services.tiering.domain import MembershipError, Partner
+from services.tiering.domain.partners import MembershipError, Partner
 from shared.auth import Allow, Principal, Role
 from shared.problems import Problem
 from shared.web import Pool, Runtime

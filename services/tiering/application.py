@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 from uuid import UUID
 
-from services.tiering.domain import Partner
+from services.tiering.domain.partners import Partner
 from shared.eventlog import ServiceApplication
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from psycopg import Cursor
 from psycopg.rows import DictRow
 
-from services.tiering.domain import Partner
+from services.tiering.domain.partners import Partner
 from shared.contracts import DealRegistered
 from shared.projections import View, on
 

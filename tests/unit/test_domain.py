@@ -7,7 +7,7 @@ import pytest
 from services.commissions.domain import flat_rate_line
 from services.registration.domain.contracts import Contract, contract_end
 from services.registration.domain.registrations import CustomerClaim
-from services.tiering.domain import MembershipError, Partner
+from services.tiering.domain.partners import MembershipError, Partner
 from shared.money import Money
 
 

@@ -13,7 +13,7 @@ from eventsourcing.persistence import Mapper, Notification
 from services.registration.domain.contracts import Contract
 from services.registration.domain.customers import CustomerIdentity
 from services.registration.domain.registrations import Assessment, Registration
-from services.tiering.domain import Partner
+from services.tiering.domain.partners import Partner
 from shared.codec import build_transcoder
 from shared.contracts import (
     ALL_CONTRACTS,

@@ -1,0 +1,133 @@
+"""The program's policy as data: tier thresholds, windows and lists, versioned and validated.
+
+A policy document is YAML or JSON. DOMAIN.md's numbers are the default document
+(`default-policy.yaml` beside this file); a program admin adopts a new version with an
+effective date, and every result is computed under the version in force at its time.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from functools import cache
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+Motion = Literal["sell", "refer", "service", "manage", "build"]
+MOTIONS: tuple[Motion, ...] = ("sell", "refer", "service", "manage", "build")
+
+METRICS: dict[Motion, dict[str, str]] = {
+    "sell": {
+        "first_year_value": "booked first-year contract value, trailing window, reporting currency",
+        "approved_registrations": "registrations approved in the trailing window",
+        "regions": "regions the partner operates in",
+    },
+    "refer": {"won_referrals": "referrals won in the trailing window"},
+    "service": {
+        "certifications": "individuals holding a current certification",
+        "projects": "projects completed successfully in the trailing window",
+        "services_training": "highest services training level reached (101, 201, 301)",
+    },
+    "manage": {"managed_mrr": "monthly recurring revenue under management, reporting currency"},
+    "build": {
+        "integrations": "certified integrations",
+        "joint_customers": "joint customers",
+    },
+}
+"""What each motion's tiers may be measured by, with what each metric means."""
+
+Minimums = dict[str, Annotated[Decimal, Field(ge=0)]]
+
+
+class TierRule(BaseModel):
+    """A tier, and the ways to reach it: any one alternative, with every metric at its minimum."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    any_of: list[Minimums] = Field(
+        default=[], description="Alternatives; empty for the motion's entry tier"
+    )
+
+
+class MotionTiers(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tiers: list[TierRule] = Field(min_length=1, description="From the entry tier upwards")
+
+
+class TierPolicy(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    window_days: int = Field(default=365, ge=1, description="The trailing window of metrics")
+    demotion_grace_quarters: int = Field(
+        default=1, ge=0, description="Full quarters below a threshold before a review demotes"
+    )
+    motions: dict[Motion, MotionTiers]
+
+    @model_validator(mode="after")
+    def _coherent(self) -> TierPolicy:
+        for motion, rules in self.motions.items():
+            entry, *higher = rules.tiers
+            if entry.any_of:
+                raise ValueError(f"{motion}: the entry tier {entry.name!r} takes no requirements")
+            names = [rule.name for rule in rules.tiers]
+            if len(set(names)) != len(names):
+                raise ValueError(f"{motion}: tier names repeat: {names}")
+            for rule in higher:
+                if not rule.any_of or any(not alternative for alternative in rule.any_of):
+                    raise ValueError(f"{motion}: tier {rule.name!r} needs at least one requirement")
+                for alternative in rule.any_of:
+                    unknown = sorted(set(alternative) - set(METRICS[motion]))
+                    if unknown:
+                        raise ValueError(
+                            f"{motion}: tier {rule.name!r} uses unknown metrics {unknown}; "
+                            f"{motion} is measured by {sorted(METRICS[motion])}"
+                        )
+        missing = [motion for motion in MOTIONS if motion not in self.motions]
+        if missing:
+            raise ValueError(f"tiers missing for motions {missing}")
+        return self
+
+
+class ProgramPolicy(BaseModel):
+    """One version of the program's policy document."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    reporting_currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
+    tiers: TierPolicy
+
+    def tier_order(self, motion: Motion) -> list[str]:
+        return [rule.name for rule in self.tiers.motions[motion].tiers]
+
+    def entry_tier(self, motion: Motion) -> str:
+        return self.tiers.motions[motion].tiers[0].name
+
+
+class PolicyDocumentError(ValueError):
+    """A policy document that cannot be read or breaks the rules of a policy."""
+
+
+def parse_policy(text: str | bytes, *, media_type: str = "application/yaml") -> ProgramPolicy:
+    try:
+        data: Any = json.loads(text) if "json" in media_type else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as error:
+        raise PolicyDocumentError(f"not a readable {media_type} document: {error}") from error
+    try:
+        return ProgramPolicy.model_validate(data)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'document'}: {e['msg']}"
+            for e in error.errors()
+        )
+        raise PolicyDocumentError(problems) from error
+
+
+@cache
+def default_policy() -> ProgramPolicy:
+    """DOMAIN.md's policy."""
+    return parse_policy((Path(__file__).with_name("default-policy.yaml")).read_text())
