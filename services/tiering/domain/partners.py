@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
+from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
 import shared.contracts as published
+from services.tiering.domain.metrics import (
+    Booking,
+    Certification,
+    Convert,
+    Facts,
+    Measured,
+    measure,
+    within,
+)
+from services.tiering.domain.policy import ProgramPolicy
+from services.tiering.domain.standing import TierAssessment, assess, rank
 from shared.contracts import publishes
+from shared.money import Money
 
 ADDENDUM_MOTIONS = ("sell", "manage", "service", "build")
 """Motions that need an addendum to the main agreement; every partner may also `refer`."""
@@ -47,6 +61,9 @@ CATEGORIES_BY_FUNCTION: dict[str, frozenset[str]] = {
 MANAGEMENT_STRUCTURES = frozenset(
     {"formal_program", "formal_support", "one_on_one", "sla", "marketing_pr"}
 )
+
+TRAINING_TRACKS = ("sales", "services")
+TRAINING_LEVELS = (101, 201, 301)
 
 ENTRY_TIER = {
     "sell": "registered",
@@ -99,6 +116,8 @@ class Partner(Aggregate):
         self.category = category
         self.management = management
         self.tiers: dict[str, str] = {}
+        self.facts = Facts(regions=list(regions))
+        self.quarters_below: dict[str, int] = {}
 
     @classmethod
     def enrol(
@@ -166,3 +185,211 @@ class Partner(Aggregate):
         metrics: dict[str, Decimal],
     ) -> None:
         self.tiers[motion] = tier
+        if previous_tier is not None and tier != previous_tier:
+            self.quarters_below.pop(motion, None)
+
+    # --- what the partner sells and achieves -------------------------------------------
+    @event("ContractBooked")
+    def contract_booked(
+        self, contract_id: UUID, motion: str, booked_on: date, first_year_value: Money
+    ) -> None:
+        self.facts.bookings[contract_id] = Booking(contract_id, motion, booked_on, first_year_value)
+
+    def book(
+        self, *, contract_id: UUID, motion: str, booked_on: date, first_year_value: Money
+    ) -> bool:
+        """A contract signed through the partner (a referral won, for `refer`); once."""
+        if contract_id in self.facts.bookings:
+            return False
+        self.contract_booked(
+            contract_id=contract_id,
+            motion=motion,
+            booked_on=booked_on,
+            first_year_value=first_year_value,
+        )
+        return True
+
+    @event("BookingCancelled")
+    def booking_cancelled(self, contract_id: UUID, on: date) -> None:
+        self.facts.cancelled[contract_id] = on
+
+    def cancel_booking(self, *, contract_id: UUID, on: date) -> bool:
+        if contract_id not in self.facts.bookings or contract_id in self.facts.cancelled:
+            return False
+        self.booking_cancelled(contract_id=contract_id, on=on)
+        return True
+
+    @event("RegistrationApprovalCounted")
+    def registration_approval_counted(
+        self, registration_id: UUID, motion: str, approved_on: date
+    ) -> None:
+        self.facts.approvals[registration_id] = (motion, approved_on)
+
+    def count_approval(self, *, registration_id: UUID, motion: str, approved_on: date) -> bool:
+        if registration_id in self.facts.approvals:
+            return False
+        self.registration_approval_counted(
+            registration_id=registration_id, motion=motion, approved_on=approved_on
+        )
+        return True
+
+    @event("TrainingCompleted")
+    def training_completed(self, track: str, level: int, on: date, recorded_by: str) -> None:
+        self.facts.training[track] = max(level, self.facts.training.get(track, 0))
+
+    def complete_training(self, *, track: str, level: int, on: date, recorded_by: str) -> None:
+        if track not in TRAINING_TRACKS:
+            raise MembershipError(f"unknown training track {track!r}; one of {TRAINING_TRACKS}")
+        if level not in TRAINING_LEVELS:
+            raise MembershipError(f"unknown training level {level}; one of {TRAINING_LEVELS}")
+        self.training_completed(track=track, level=level, on=on, recorded_by=recorded_by)
+
+    @event("IndividualCertified")
+    def individual_certified(
+        self,
+        individual: str,
+        certification: str,
+        track: str,
+        certified_on: date,
+        expires_on: date | None,
+        recorded_by: str,
+    ) -> None:
+        self.facts.certifications[(individual, certification)] = Certification(
+            individual, certification, track, certified_on, expires_on
+        )
+
+    def certify(
+        self,
+        *,
+        individual: str,
+        certification: str,
+        track: str,
+        certified_on: date,
+        expires_on: date | None,
+        recorded_by: str,
+    ) -> None:
+        if track not in TRAINING_TRACKS:
+            raise MembershipError(f"unknown track {track!r}; one of {TRAINING_TRACKS}")
+        if expires_on is not None and expires_on < certified_on:
+            raise MembershipError("a certification cannot expire before it is obtained")
+        self.individual_certified(
+            individual=individual,
+            certification=certification,
+            track=track,
+            certified_on=certified_on,
+            expires_on=expires_on,
+            recorded_by=recorded_by,
+        )
+
+    @event("ProjectCompleted")
+    def project_completed(self, project: str, completed_on: date, recorded_by: str) -> None:
+        self.facts.projects[project] = completed_on
+
+    def complete_project(self, *, project: str, completed_on: date, recorded_by: str) -> None:
+        if project in self.facts.projects:
+            raise MembershipError(f"project {project!r} is already recorded as completed")
+        self.project_completed(project=project, completed_on=completed_on, recorded_by=recorded_by)
+
+    @event("IntegrationCertified")
+    def integration_certified(self, integration: str, on: date, recorded_by: str) -> None:
+        self.facts.integrations[integration] = on
+
+    def certify_integration(self, *, integration: str, on: date, recorded_by: str) -> None:
+        if integration in self.facts.integrations:
+            raise MembershipError(f"integration {integration!r} is already certified")
+        self.integration_certified(integration=integration, on=on, recorded_by=recorded_by)
+
+    @event("JointCustomerRecorded")
+    def joint_customer_recorded(self, customer: str, since: date, recorded_by: str) -> None:
+        self.facts.joint_customers[customer] = since
+
+    def record_joint_customer(self, *, customer: str, since: date, recorded_by: str) -> None:
+        if customer in self.facts.joint_customers:
+            raise MembershipError(f"{customer!r} is already a joint customer")
+        self.joint_customer_recorded(customer=customer, since=since, recorded_by=recorded_by)
+
+    @event("ManagedRevenueReported")
+    def managed_revenue_reported(self, month: date, mrr: Money, recorded_by: str) -> None:
+        self.facts.managed_mrr[month] = mrr
+
+    def report_managed_revenue(self, *, month: date, mrr: Money, recorded_by: str) -> None:
+        """The recurring revenue under management in a month (a later report replaces it)."""
+        self.managed_revenue_reported(month=month.replace(day=1), mrr=mrr, recorded_by=recorded_by)
+
+    # --- tiers ----------------------------------------------------------------------------
+    def standing(self, policy: ProgramPolicy, today: date, convert: Convert) -> list[Standing]:
+        """Each motion's tier and metrics, and what its next tier still needs."""
+        result = []
+        for motion in self.tiers:
+            measured = measure(self.facts, motion, today, policy.tiers.window_days, convert)  # type: ignore[arg-type]
+            assessment = assess(policy, motion, measured.metrics)  # type: ignore[arg-type]
+            result.append(Standing(self.tiers[motion], measured, assessment))
+        return result
+
+    def promote_where_reached(self, policy: ProgramPolicy, today: date, convert: Convert) -> None:
+        """Promotion takes effect the moment a threshold is crossed."""
+        for standing in self.standing(policy, today, convert):
+            motion = standing.assessment.motion
+            if rank(policy, motion, standing.assessment.tier) > rank(policy, motion, standing.tier):
+                self.tier_changed(
+                    motion=motion,
+                    previous_tier=standing.tier,
+                    tier=standing.assessment.tier,
+                    effective_on=today,
+                    reason="promotion",
+                    metrics=standing.measured.metrics,
+                )
+
+    def review(self, policy: ProgramPolicy, review_on: date, convert: Convert) -> None:
+        """The quarterly review: a motion below its tier for longer than the grace is demoted;
+        a partner with neither registrations nor revenue in the window is flagged inactive."""
+        grace = policy.tiers.demotion_grace_quarters
+        for standing in self.standing(policy, review_on, convert):
+            motion = standing.assessment.motion
+            reached = rank(policy, motion, standing.assessment.tier)
+            held = rank(policy, motion, standing.tier)
+            if reached < held and self.quarters_below.get(motion, 0) + 1 > grace:
+                self.tier_changed(
+                    motion=motion,
+                    previous_tier=standing.tier,
+                    tier=standing.assessment.tier,
+                    effective_on=review_on,
+                    reason="demotion",
+                    metrics=standing.measured.metrics,
+                )
+            elif reached < held:
+                self.fell_below(
+                    motion=motion,
+                    review_on=review_on,
+                    quarters=self.quarters_below.get(motion, 0) + 1,
+                    metrics=standing.measured.metrics,
+                )
+            elif motion in self.quarters_below:
+                self.back_above(motion=motion, review_on=review_on)
+        self.promote_where_reached(policy, review_on, convert)
+        last = self.facts.last_activity()
+        if last is None or not within(last, review_on, policy.tiers.window_days):
+            self.flagged_inactive(review_on=review_on, last_activity=last)
+
+    @event("FellBelowThreshold")
+    def fell_below(
+        self, motion: str, review_on: date, quarters: int, metrics: dict[str, Decimal]
+    ) -> None:
+        self.quarters_below[motion] = quarters
+
+    @event("BackAboveThreshold")
+    def back_above(self, motion: str, review_on: date) -> None:
+        self.quarters_below.pop(motion, None)
+
+    @event("FlaggedInactive")
+    def flagged_inactive(self, review_on: date, last_activity: date | None) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class Standing:
+    tier: str
+    """The tier held."""
+    measured: Measured
+    assessment: TierAssessment
+    """The tier the metrics reach now, and what the next one needs."""
