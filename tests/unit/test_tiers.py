@@ -6,12 +6,14 @@ import uuid
 from datetime import date, timedelta
 from decimal import Decimal
 
+import pytest
 from eventsourcing.application import Application
 from eventsourcing.persistence import JSONTranscoder
 
 from services.tiering.domain.metrics import measure, within
 from services.tiering.domain.partners import Partner
-from services.tiering.domain.policy import default_policy
+from services.tiering.domain.policy import ProgramPolicy, default_policy
+from services.tiering.domain.program import PolicyChangeError, Program
 from shared.codec import register_transcodings
 from shared.money import Money
 
@@ -223,3 +225,55 @@ def test_every_fact_and_decision_survives_the_log() -> None:
         }
     )
     assert copy.facts == p.facts
+
+
+def test_a_policy_with_a_future_effective_date_changes_nothing_before_it() -> None:
+    program = Program()
+    document = default_policy().model_dump(mode="json")
+    document["tiers"]["motions"]["sell"]["tiers"][1]["any_of"][0]["first_year_value"] = "50000"
+    raised = ProgramPolicy.model_validate(document)
+    assert raised.tiers.motions["sell"].tiers[1].any_of[0]["first_year_value"] == 50000
+    program.adopt(
+        raised, effective_on=date(2027, 7, 1), today=date(2027, 6, 1), by="admin", note=""
+    )
+    assert program.policy_on(date(2027, 6, 30)) == default_policy()
+    assert program.policy_on(date(2027, 7, 1)) == raised
+    assert [v.version for v in program.changes_between(date(2027, 6, 1), date(2027, 7, 1))] == [2]
+
+    early, late = partner(), partner()
+    for p, day in ((early, date(2027, 6, 30)), (late, date(2027, 7, 1))):
+        book(p, "30000", day)
+        p.promote_where_reached(program.policy_on(day), day, program.convert)
+    assert early.tiers["sell"] == "certified"
+    assert late.tiers["sell"] == "registered"
+
+
+def test_a_policy_cannot_start_in_the_past_and_rates_must_make_sense() -> None:
+    program = Program()
+    with pytest.raises(PolicyChangeError, match="in the past"):
+        program.adopt(
+            default_policy(), effective_on=date(2027, 1, 1), today=date(2027, 2, 1), by="a", note=""
+        )
+    for rates, complaint in (
+        ({"USD": Decimal(1)}, "reporting currency"),
+        ({"EUR": Decimal(0)}, "positive"),
+        ({"eur": Decimal(1)}, "ISO 4217"),
+        ({}, "no rates"),
+    ):
+        with pytest.raises(PolicyChangeError, match=complaint):
+            program.publish_rates(month=date(2027, 1, 1), rates=rates, by="finance")
+
+
+def test_rates_of_a_month_or_the_latest_before_it() -> None:
+    program = Program()
+    program.publish_rates(month=date(2027, 1, 15), rates={"EUR": Decimal("1.10")}, by="finance")
+    program.publish_rates(month=date(2027, 3, 1), rates={"EUR": Decimal("1.20")}, by="finance")
+    eur = Money(Decimal(100), "EUR")
+    assert program.convert(eur, date(2026, 12, 31)) is None
+    assert program.convert(eur, date(2027, 2, 28)) == Decimal("110.00")
+    assert program.convert(eur, date(2027, 3, 31)) == Decimal("120.00")
+    assert program.convert(Money(Decimal(5), "GBP"), date(2027, 3, 31)) is None
+    assert program.convert(Money(Decimal(5), "USD"), date(2020, 1, 1)) == 5
+    app = Stored()
+    app.save(program)
+    assert app.repository.get(program.id).rates == program.rates
