@@ -29,7 +29,7 @@ from services.registration.domain.registrations import (
     Incumbency,
     Registration,
 )
-from shared.contracts import PartnerEnrolled
+from shared.contracts import PartnerEnrolled, TierChanged
 from shared.projections import View, on
 
 
@@ -39,7 +39,10 @@ class PartnerDirectoryView(View):
     create_sql = (
         "CREATE TABLE IF NOT EXISTS {schema}.registration_partners ("
         " partner_id uuid PRIMARY KEY, legal_name text NOT NULL, motions text[] NOT NULL,"
-        " function text NOT NULL)",
+        " function text NOT NULL, tiers jsonb NOT NULL DEFAULT '{{}}')",
+        # Kept before tiers were: the column, empty until `dealreg rebuild registration`.
+        "ALTER TABLE {schema}.registration_partners"
+        " ADD COLUMN IF NOT EXISTS tiers jsonb NOT NULL DEFAULT '{{}}'",
     )
 
     @on(PartnerEnrolled)
@@ -49,11 +52,21 @@ class PartnerDirectoryView(View):
             (event.partner_id, event.legal_name, event.motions, event.function),
         )
 
+    @on(TierChanged)
+    def _tier_changed(self, curs: Cursor[DictRow], event: TierChanged) -> None:
+        curs.execute(
+            self.statement(
+                "UPDATE {schema}.registration_partners SET tiers = tiers || %s"
+                " WHERE partner_id = %s"
+            ),
+            (Jsonb({event.motion: event.tier}), event.partner_id),
+        )
+
     def get(self, partner_id: UUID) -> KnownPartner | None:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(
                 self.statement(
-                    "SELECT partner_id, legal_name, motions, function"
+                    "SELECT partner_id, legal_name, motions, function, tiers"
                     " FROM {schema}.registration_partners WHERE partner_id = %s"
                 ),
                 (partner_id,),
@@ -66,6 +79,7 @@ class PartnerDirectoryView(View):
             legal_name=row["legal_name"],
             motions=tuple(row["motions"]),
             function=row["function"],
+            tiers=row["tiers"],
         )
 
 

@@ -1,17 +1,81 @@
-"""Tiering's commands: thin; the rules live in the Partner aggregate."""
+"""Tiering's commands, and its decisions on what registration publishes: thin; the rules live in
+the Partner and Program aggregates."""
 
 from __future__ import annotations
 
-from datetime import date
-from uuid import UUID
+import logging
+from collections.abc import Callable, Sequence
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, Protocol, TypeVar
+from uuid import NAMESPACE_URL, UUID, uuid5
 
-from services.tiering.domain.partners import Partner
+from eventsourcing.application import AggregateNotFoundError, ProcessingEvent
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import IntegrityError
+from eventsourcing.projection import EventSourcedProjection
+
+from services.tiering.domain.partners import Partner, Standing
+from services.tiering.domain.policy import ProgramPolicy
+from services.tiering.domain.program import PolicyVersion, Program
+from shared.contracts import (
+    ContractCancelled,
+    ContractRenewed,
+    ContractSigned,
+    PublishedEvent,
+    RegistrationApproved,
+)
 from shared.eventlog import ServiceApplication
+from shared.money import Money
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+FOLLOWS: list[type[PublishedEvent]] = [
+    RegistrationApproved,
+    ContractSigned,
+    ContractRenewed,
+    ContractCancelled,
+]
+"""What tiering reads of registration's log."""
 
 
-class TieringApplication(ServiceApplication):
+def first_year_value(mrr: Money, term_months: int, one_time: Money | None) -> Money:
+    """What a term books: its first twelve months of recurring revenue, plus one-time fees."""
+    value = mrr.amount * min(term_months, 12)
+    if one_time is not None and one_time.currency == mrr.currency:
+        value += one_time.amount
+    return Money(value, mrr.currency)
+
+
+def booked_on(start_date: date, occurred_at: datetime) -> date:
+    """A contract counts from its signature, or from its start when the CRM reports it late."""
+    return min(start_date, occurred_at.date())
+
+
+class TieringApplication(ServiceApplication, EventSourcedProjection[UUID]):
     name = "tiering"
 
+    # --- reading ----------------------------------------------------------------------
+    def partner(self, partner_id: UUID) -> Partner:
+        return self.get(partner_id, Partner)
+
+    def program(self) -> Program:
+        """The program; before any policy change or rate, DOMAIN.md's defaults (not saved)."""
+        try:
+            return self.get(Program.create_id(), Program)
+        except AggregateNotFoundError:
+            return Program()
+
+    def standing(
+        self, partner_id: UUID, today: date
+    ) -> tuple[Partner, PolicyVersion, list[Standing]]:
+        partner = self.partner(partner_id)
+        program = self.program()
+        version = program.version_on(today)
+        return partner, version, partner.standing(version.policy, today, program.convert)
+
+    # --- membership -------------------------------------------------------------------
     def enrol_partner(
         self,
         *,
@@ -37,5 +101,171 @@ class TieringApplication(ServiceApplication):
         self.save(partner)
         return partner
 
-    def partner(self, partner_id: UUID) -> Partner:
-        return self.get(partner_id, Partner)
+    def record(self, partner_id: UUID, today: date, change: Callable[[Partner], Any]) -> Partner:
+        """An achievement recorded by a channel manager, and any promotion it brings."""
+
+        def attempt() -> Partner:
+            partner = self.partner(partner_id)
+            change(partner)
+            program = self.program()
+            partner.promote_where_reached(program.policy_on(today), today, program.convert)
+            self.save(partner)
+            return partner
+
+        return self._retrying(attempt)
+
+    # --- the program --------------------------------------------------------------------
+    def adopt_policy(
+        self, policy: ProgramPolicy, *, effective_on: date, today: date, by: str, note: str
+    ) -> PolicyVersion:
+        def attempt() -> PolicyVersion:
+            program = self.program()
+            version = program.adopt(
+                policy, effective_on=effective_on, today=today, by=by, note=note
+            )
+            self.save(program)
+            return version
+
+        return self._retrying(attempt)
+
+    def publish_rates(self, *, month: date, rates: dict[str, Decimal], by: str) -> Program:
+        def attempt() -> Program:
+            program = self.program()
+            program.publish_rates(month=month, rates=rates, by=by)
+            self.save(program)
+            return program
+
+        return self._retrying(attempt)
+
+    def _retrying(self, attempt: Callable[[], T]) -> T:
+        # A concurrent writer of the same aggregate makes our save fail on its version: decide
+        # again on what it recorded.
+        for _ in range(5):
+            try:
+                return attempt()
+            except IntegrityError:
+                continue
+        return attempt()
+
+    # --- what registration publishes --------------------------------------------------
+    def policy(self, domain_event: Any, processing_event: ProcessingEvent[UUID]) -> None:
+        partner_id = getattr(domain_event, "partner_id", None)
+        if partner_id is None:
+            return  # the vendor's own contract: no partner's tier moves
+        try:
+            partner = self.partner(partner_id)
+        except AggregateNotFoundError:
+            log.warning(
+                "%s for partner %s, who is not a member", type(domain_event).__name__, partner_id
+            )
+            return
+        if not self._note(partner, domain_event):
+            return
+        day = domain_event.occurred_at.date()
+        program = self.program()
+        partner.promote_where_reached(program.policy_on(day), day, program.convert)
+        processing_event.collect_events(partner)
+
+    @staticmethod
+    def _note(partner: Partner, event: Any) -> bool:
+        if isinstance(event, ContractSigned):
+            return partner.book(
+                contract_id=event.contract_id,
+                motion=event.motion or "sell",
+                booked_on=booked_on(event.start_date, event.occurred_at),
+                first_year_value=first_year_value(event.mrr, event.term_months, event.one_time),
+            )
+        if isinstance(event, ContractRenewed):
+            signed = partner.booking_of(event.contract_id)
+            if signed is None or signed.motion != "sell":
+                return False  # a referral is won once; its renewals are the vendor's
+            return partner.book(
+                booking_id=uuid5(NAMESPACE_URL, f"{event.contract_id}/renewal/{event.start_date}"),
+                contract_id=event.contract_id,
+                motion="sell",
+                booked_on=booked_on(event.start_date, event.occurred_at),
+                first_year_value=first_year_value(event.mrr, event.term_months, None),
+            )
+        if isinstance(event, ContractCancelled):
+            return partner.cancel_booking(contract_id=event.contract_id, on=event.effective_on)
+        if isinstance(event, RegistrationApproved):
+            return partner.count_approval(
+                registration_id=event.registration_id,
+                motion=event.motion,
+                approved_on=event.approved_on,
+            )
+        return False
+
+
+class Members(Protocol):
+    """The member register, as projected: who to review, and when each last registered a deal
+    (a registration that was never approved still shows the partner is active)."""
+
+    def ids(self) -> Sequence[UUID]: ...
+
+    def last_registered(self, partner_id: UUID) -> date | None: ...
+
+
+class QuarterlyReview:
+    """At the start of each quarter: demotions after the grace, non-performers flagged."""
+
+    def __init__(self, app: TieringApplication, members: Members) -> None:
+        self.app = app
+        self.members = members
+
+    def __call__(self, since: datetime | None, until: datetime) -> Sequence[Aggregate]:
+        partners = [self.app.partner(partner_id) for partner_id in self.members.ids()]
+        if not partners:
+            return []
+        start = since.date() if since else min(p.enrolled_on for p in partners)
+        program = self.app.program()
+        changed: dict[UUID, Aggregate] = {}
+        for review_on in quarter_starts(start, until.date()):
+            policy = program.policy_on(review_on)
+            for partner in partners:
+                if partner.enrolled_on < review_on and not partner.reviewed(review_on):
+                    partner.review(
+                        policy,
+                        review_on,
+                        program.convert,
+                        last_registered=self.members.last_registered(partner.id),
+                    )
+                    changed[partner.id] = partner
+        return list(changed.values())
+
+
+class PolicyTakesEffect:
+    """The day a policy version takes effect, whoever its thresholds now promote is promoted."""
+
+    def __init__(self, app: TieringApplication, members: Members) -> None:
+        self.app = app
+        self.members = members
+
+    def __call__(self, since: datetime | None, until: datetime) -> Sequence[Aggregate]:
+        program = self.app.program()
+        start = since.date() if since else date.min
+        versions = program.changes_between(start, until.date())
+        changed: dict[UUID, Aggregate] = {}
+        for version in versions:
+            for partner_id in self.members.ids():
+                partner = changed.get(partner_id) or self.app.partner(partner_id)
+                assert isinstance(partner, Partner)
+                before = len(partner.pending_events)
+                partner.promote_where_reached(version.policy, version.effective_on, program.convert)
+                if len(partner.pending_events) > before:
+                    changed[partner_id] = partner
+        return list(changed.values())
+
+
+def quarter_starts(after: date, until: date) -> list[date]:
+    """First days of quarters in (after, until]."""
+    days: list[date] = []
+    year, month = after.year, (after.month - 1) // 3 * 3 + 1
+    while True:
+        month += 3
+        if month > 12:
+            year, month = year + 1, month - 12
+        day = date(year, month, 1)
+        if day > until:
+            return days
+        days.append(day)

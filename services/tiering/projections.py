@@ -1,12 +1,16 @@
-"""Tiering's read models: the member register (from its own log) and partner activity (from
-registration's log)."""
+"""Tiering's read models: the member register with tiers and their movements (from its own
+log) and partner activity (from registration's log)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import date
 from typing import Any
+from uuid import UUID
 
 from psycopg import Cursor
 from psycopg.rows import DictRow
+from psycopg.types.json import Jsonb
 
 from services.tiering.domain.partners import Partner
 from shared.contracts import DealRegistered
@@ -15,15 +19,25 @@ from shared.projections import View, on
 
 class MembersView(View):
     name = "tiering_members"
-    tables = ("tiering_partners", "tiering_partner_tiers")
+    tables = ("tiering_partners", "tiering_partner_tiers", "tiering_tier_changes")
     create_sql = (
         "CREATE TABLE IF NOT EXISTS {schema}.tiering_partners ("
         " partner_id uuid PRIMARY KEY, legal_name text NOT NULL, home_country text NOT NULL,"
         " regions text[] NOT NULL, motions text[] NOT NULL, function text NOT NULL,"
-        " category text NOT NULL, management text NOT NULL, enrolled_at timestamptz NOT NULL)",
+        " category text NOT NULL, management text NOT NULL, enrolled_at timestamptz NOT NULL,"
+        " inactive_at_review date, last_activity date)",
         "CREATE TABLE IF NOT EXISTS {schema}.tiering_partner_tiers ("
         " partner_id uuid NOT NULL, motion text NOT NULL, tier text NOT NULL,"
-        " since date NOT NULL, PRIMARY KEY (partner_id, motion))",
+        " since date NOT NULL, quarters_below integer NOT NULL DEFAULT 0,"
+        " PRIMARY KEY (partner_id, motion))",
+        "CREATE INDEX IF NOT EXISTS tiering_partner_tiers_motion"
+        " ON {schema}.tiering_partner_tiers (motion, tier)",
+        "CREATE TABLE IF NOT EXISTS {schema}.tiering_tier_changes ("
+        " partner_id uuid NOT NULL, motion text NOT NULL, previous_tier text, tier text NOT NULL,"
+        " effective_on date NOT NULL, reason text NOT NULL, metrics jsonb NOT NULL,"
+        " position bigserial PRIMARY KEY)",
+        "CREATE INDEX IF NOT EXISTS tiering_tier_changes_day"
+        " ON {schema}.tiering_tier_changes (effective_on, position)",
     )
 
     @on(Partner.Enrolled)
@@ -55,6 +69,69 @@ class MembersView(View):
             ),
             (event.originator_id, event.motion, event.tier, event.effective_on),
         )
+        curs.execute(
+            self.statement(
+                "INSERT INTO {schema}.tiering_tier_changes (partner_id, motion, previous_tier,"
+                " tier, effective_on, reason, metrics) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+            ),
+            (
+                event.originator_id,
+                event.motion,
+                event.previous_tier,
+                event.tier,
+                event.effective_on,
+                event.reason,
+                Jsonb({k: str(v) for k, v in event.metrics.items()}),
+            ),
+        )
+
+    @on(Partner.FellBelowThreshold)  # type: ignore[attr-defined]
+    def _fell_below(self, curs: Cursor[DictRow], event: Any) -> None:
+        curs.execute(
+            self.statement(
+                "UPDATE {schema}.tiering_partner_tiers SET quarters_below = %s"
+                " WHERE partner_id = %s AND motion = %s"
+            ),
+            (event.quarters, event.originator_id, event.motion),
+        )
+
+    @on(Partner.BackAboveThreshold)  # type: ignore[attr-defined]
+    def _back_above(self, curs: Cursor[DictRow], event: Any) -> None:
+        curs.execute(
+            self.statement(
+                "UPDATE {schema}.tiering_partner_tiers SET quarters_below = 0"
+                " WHERE partner_id = %s AND motion = %s"
+            ),
+            (event.originator_id, event.motion),
+        )
+
+    @on(Partner.FlaggedInactive)  # type: ignore[attr-defined]
+    def _inactive(self, curs: Cursor[DictRow], event: Any) -> None:
+        curs.execute(
+            self.statement(
+                "UPDATE {schema}.tiering_partners SET inactive_at_review = %s, last_activity = %s"
+                " WHERE partner_id = %s"
+            ),
+            (event.review_on, event.last_activity, event.originator_id),
+        )
+
+    @on(Partner.QuarterReviewed)  # type: ignore[attr-defined]
+    def _reviewed(self, curs: Cursor[DictRow], event: Any) -> None:
+        # A review that did not flag the partner clears an earlier flag.
+        curs.execute(
+            self.statement(
+                "UPDATE {schema}.tiering_partners SET inactive_at_review = NULL"
+                " WHERE partner_id = %s AND inactive_at_review < %s"
+            ),
+            (event.originator_id, event.review_on),
+        )
+
+    def ids(self) -> Sequence[UUID]:
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(
+                self.statement("SELECT partner_id FROM {schema}.tiering_partners ORDER BY 1")
+            )
+            return [row["partner_id"] for row in curs.fetchall()]
 
 
 class ActivityView(View):
@@ -78,3 +155,29 @@ class ActivityView(View):
             ),
             (event.partner_id, event.occurred_at),
         )
+
+    def last_registered(self, partner_id: UUID) -> date | None:
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(
+                self.statement(
+                    "SELECT last_registered_at FROM {schema}.tiering_partner_activity"
+                    " WHERE partner_id = %s"
+                ),
+                (partner_id,),
+            )
+            row = curs.fetchone()
+        return row["last_registered_at"].date() if row else None
+
+
+class MemberRegister:
+    """The application's ``Members``, over the two views."""
+
+    def __init__(self, members: MembersView, activity: ActivityView) -> None:
+        self.members = members
+        self.activity = activity
+
+    def ids(self) -> Sequence[UUID]:
+        return self.members.ids()
+
+    def last_registered(self, partner_id: UUID) -> date | None:
+        return self.activity.last_registered(partner_id)

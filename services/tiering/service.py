@@ -7,14 +7,19 @@ from datetime import datetime
 
 from fastapi import FastAPI
 
-from services.tiering.api import partners
-from services.tiering.application import TieringApplication
-from services.tiering.projections import ActivityView, MembersView
+from services.tiering.api import partners, tiers
+from services.tiering.application import (
+    FOLLOWS,
+    PolicyTakesEffect,
+    QuarterlyReview,
+    TieringApplication,
+)
+from services.tiering.projections import ActivityView, MemberRegister, MembersView
 from shared.clock import ServiceClock, utc_now
 from shared.contracts import DealRegistered
 from shared.runtime import ServiceRuntime, open_database, own_log, published_log
 from shared.settings import ServiceSettings
-from shared.subscriptions import Follower
+from shared.subscriptions import DecidingTarget, Follower
 from shared.web import create_service_api
 
 NAME = "tiering"
@@ -30,25 +35,38 @@ def build_runtime(
     members = MembersView.open(url, schema=schema)
     activity = ActivityView.open(url, schema=schema)
     registrations = published_log(url, "registration", [DealRegistered], schema=schema)
+    registration_facts = published_log(url, "registration", FOLLOWS, schema=schema)
+    register = MemberRegister(members, activity)
+    follows_members = Follower(own_log(app, MembersView), members, url)
+    follows_activity = Follower(registrations, activity, url)
+    decides_on_facts = Follower(registration_facts, DecidingTarget(app), url)
     return ServiceRuntime(
         name=NAME,
         settings=settings,
         database_url=url,
         app=app,
-        followers=[
-            Follower(own_log(app, MembersView), members, url),
-            Follower(registrations, activity, url),
-        ],
-        clock=ServiceClock(app, NAME, jobs=[], now=now),
+        followers=[follows_members, follows_activity, decides_on_facts],
+        clock=ServiceClock(
+            app,
+            NAME,
+            jobs=[PolicyTakesEffect(app, register), QuarterlyReview(app, register)],
+            needs=[decides_on_facts, follows_activity, follows_members],
+            now=now,
+        ),
         embedded_server=database.embedded_server,
-        closers=[members.close, activity.close, registrations.recorder.datastore.close],
+        closers=[
+            members.close,
+            activity.close,
+            registrations.recorder.datastore.close,
+            registration_facts.recorder.datastore.close,
+        ],
     )
 
 
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     return create_service_api(
         build_runtime(settings),
-        [partners],
+        [partners, tiers],
         title="dealreg tiering",
         description="The partner program: members, what they signed and achieved, their tiers.",
     )

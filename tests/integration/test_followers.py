@@ -113,6 +113,7 @@ def test_rebuild_beside_the_live_projection_is_identical(runtime: ServiceRuntime
     assert {d.table for d in report.differences} == {
         "tiering_partners",
         "tiering_partner_tiers",
+        "tiering_tier_changes",
         "tiering_partner_activity",
     }
 

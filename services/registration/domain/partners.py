@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from uuid import UUID
 
 
@@ -12,6 +12,8 @@ class KnownPartner:
     legal_name: str
     motions: tuple[str, ...]
     function: str
+    tiers: dict[str, str] = field(default_factory=dict)
+    """The partner's tier in each motion, as tiering last published it."""
 
     @property
     def in_good_standing(self) -> bool:

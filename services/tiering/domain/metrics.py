@@ -18,9 +18,10 @@ no rate is published for that month or before it)."""
 
 @dataclass(frozen=True)
 class Booking:
-    """A contract through the partner: its first-year value counts for `sell`, a won referral
-    for `refer`."""
+    """A term of a contract through the partner (signed, or renewed): its first-year value
+    counts for `sell`; a signed referral counts as won for `refer`."""
 
+    booking_id: UUID
     contract_id: UUID
     motion: str
     booked_on: date
@@ -43,6 +44,7 @@ class Facts:
     regions: list[str] = field(default_factory=list)
     bookings: dict[UUID, Booking] = field(default_factory=dict)
     cancelled: dict[UUID, date] = field(default_factory=dict)
+    """Bookings cancelled, by booking id, with the day the cancellation took effect."""
     approvals: dict[UUID, tuple[str, date]] = field(default_factory=dict)
     training: dict[str, int] = field(default_factory=dict)
     certifications: dict[tuple[str, str], Certification] = field(default_factory=dict)
@@ -75,7 +77,7 @@ def measure(
     facts: Facts, motion: Motion, today: date, window_days: int, convert: Convert
 ) -> Measured:
     def live(booking: Booking) -> bool:
-        cancelled_on = facts.cancelled.get(booking.contract_id)
+        cancelled_on = facts.cancelled.get(booking.booking_id)
         return within(booking.booked_on, today, window_days) and (
             cancelled_on is None or cancelled_on > today
         )

@@ -118,6 +118,8 @@ class Partner(Aggregate):
         self.tiers: dict[str, str] = {}
         self.facts = Facts(regions=list(regions))
         self.quarters_below: dict[str, int] = {}
+        self.entered_on: date | None = None
+        self.last_review: date | None = None
 
     @classmethod
     def enrol(
@@ -185,23 +187,50 @@ class Partner(Aggregate):
         metrics: dict[str, Decimal],
     ) -> None:
         self.tiers[motion] = tier
+        if self.entered_on is None:
+            self.entered_on = effective_on
         if previous_tier is not None and tier != previous_tier:
             self.quarters_below.pop(motion, None)
+
+    @property
+    def enrolled_on(self) -> date:
+        """The day the partner entered the program (its first tiers)."""
+        assert self.entered_on is not None
+        return self.entered_on
+
+    def reviewed(self, review_on: date) -> bool:
+        return self.last_review is not None and self.last_review >= review_on
 
     # --- what the partner sells and achieves -------------------------------------------
     @event("ContractBooked")
     def contract_booked(
-        self, contract_id: UUID, motion: str, booked_on: date, first_year_value: Money
+        self,
+        booking_id: UUID,
+        contract_id: UUID,
+        motion: str,
+        booked_on: date,
+        first_year_value: Money,
     ) -> None:
-        self.facts.bookings[contract_id] = Booking(contract_id, motion, booked_on, first_year_value)
+        self.facts.bookings[booking_id] = Booking(
+            booking_id, contract_id, motion, booked_on, first_year_value
+        )
 
     def book(
-        self, *, contract_id: UUID, motion: str, booked_on: date, first_year_value: Money
+        self,
+        *,
+        contract_id: UUID,
+        motion: str,
+        booked_on: date,
+        first_year_value: Money,
+        booking_id: UUID | None = None,
     ) -> bool:
-        """A contract signed through the partner (a referral won, for `refer`); once."""
-        if contract_id in self.facts.bookings:
+        """A contract signed through the partner (a referral won, for `refer`), or one of its
+        renewals (its own booking id); each once."""
+        booking_id = booking_id or contract_id
+        if booking_id in self.facts.bookings:
             return False
         self.contract_booked(
+            booking_id=booking_id,
             contract_id=contract_id,
             motion=motion,
             booked_on=booked_on,
@@ -209,14 +238,26 @@ class Partner(Aggregate):
         )
         return True
 
+    def booking_of(self, contract_id: UUID) -> Booking | None:
+        """The contract's first booking (its signature), if the partner booked it."""
+        return self.facts.bookings.get(contract_id)
+
     @event("BookingCancelled")
-    def booking_cancelled(self, contract_id: UUID, on: date) -> None:
-        self.facts.cancelled[contract_id] = on
+    def booking_cancelled(self, booking_id: UUID, on: date) -> None:
+        self.facts.cancelled[booking_id] = on
 
     def cancel_booking(self, *, contract_id: UUID, on: date) -> bool:
-        if contract_id not in self.facts.bookings or contract_id in self.facts.cancelled:
+        """A cancellation unbooks the contract's term in force that day."""
+        terms = [
+            b
+            for b in self.facts.bookings.values()
+            if b.contract_id == contract_id and b.booking_id not in self.facts.cancelled
+        ]
+        if not terms:
             return False
-        self.booking_cancelled(contract_id=contract_id, on=on)
+        started = [b for b in terms if b.booked_on <= on] or terms
+        term = max(started, key=lambda b: b.booked_on)
+        self.booking_cancelled(booking_id=term.booking_id, on=on)
         return True
 
     @event("RegistrationApprovalCounted")
@@ -340,7 +381,14 @@ class Partner(Aggregate):
                     metrics=standing.measured.metrics,
                 )
 
-    def review(self, policy: ProgramPolicy, review_on: date, convert: Convert) -> None:
+    def review(
+        self,
+        policy: ProgramPolicy,
+        review_on: date,
+        convert: Convert,
+        *,
+        last_registered: date | None = None,
+    ) -> None:
         """The quarterly review: a motion below its tier for longer than the grace is demoted;
         a partner with neither registrations nor revenue in the window is flagged inactive."""
         grace = policy.tiers.demotion_grace_quarters
@@ -367,9 +415,17 @@ class Partner(Aggregate):
             elif motion in self.quarters_below:
                 self.back_above(motion=motion, review_on=review_on)
         self.promote_where_reached(policy, review_on, convert)
-        last = self.facts.last_activity()
+        last = max(
+            (d for d in (self.facts.last_activity(), last_registered) if d is not None),
+            default=None,
+        )
         if last is None or not within(last, review_on, policy.tiers.window_days):
             self.flagged_inactive(review_on=review_on, last_activity=last)
+        self.quarter_reviewed(review_on=review_on)
+
+    @event("QuarterReviewed")
+    def quarter_reviewed(self, review_on: date) -> None:
+        self.last_review = review_on
 
     @event("FellBelowThreshold")
     def fell_below(
