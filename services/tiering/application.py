@@ -53,8 +53,21 @@ def booked_on(start_date: date, occurred_at: datetime) -> date:
     return min(start_date, occurred_at.date())
 
 
+class Members(Protocol):
+    """The member register, as projected: who to review, and when each last registered a deal
+    (a registration that was never approved still shows the partner is active)."""
+
+    def ids(self) -> Sequence[UUID]: ...
+
+    def last_registered(self, partner_id: UUID) -> date | None: ...
+
+
 class TieringApplication(ServiceApplication, EventSourcedProjection[UUID]):
     name = "tiering"
+
+    def __init__(self, database_url: str, *, members: Members, schema: str = "public") -> None:
+        super().__init__(database_url, schema=schema)
+        self.members = members
 
     # --- reading ----------------------------------------------------------------------
     def partner(self, partner_id: UUID) -> Partner:
@@ -128,11 +141,22 @@ class TieringApplication(ServiceApplication, EventSourcedProjection[UUID]):
 
         return self._retrying(attempt)
 
-    def publish_rates(self, *, month: date, rates: dict[str, Decimal], by: str) -> Program:
+    def publish_rates(
+        self, *, month: date, rates: dict[str, Decimal], by: str, today: date
+    ) -> Program:
+        """Rates for a month; amounts they convert for the first time may promote partners."""
+
         def attempt() -> Program:
             program = self.program()
             program.publish_rates(month=month, rates=rates, by=by)
-            self.save(program)
+            policy = program.policy_on(today)
+            promoted = []
+            for partner_id in self.members.ids():
+                partner = self.partner(partner_id)
+                partner.promote_where_reached(policy, today, program.convert)
+                if partner.pending_events:
+                    promoted.append(partner)
+            self.save(program, *promoted)
             return program
 
         return self._retrying(attempt)
@@ -197,24 +221,14 @@ class TieringApplication(ServiceApplication, EventSourcedProjection[UUID]):
         return False
 
 
-class Members(Protocol):
-    """The member register, as projected: who to review, and when each last registered a deal
-    (a registration that was never approved still shows the partner is active)."""
-
-    def ids(self) -> Sequence[UUID]: ...
-
-    def last_registered(self, partner_id: UUID) -> date | None: ...
-
-
 class QuarterlyReview:
     """At the start of each quarter: demotions after the grace, non-performers flagged."""
 
-    def __init__(self, app: TieringApplication, members: Members) -> None:
+    def __init__(self, app: TieringApplication) -> None:
         self.app = app
-        self.members = members
 
     def __call__(self, since: datetime | None, until: datetime) -> Sequence[Aggregate]:
-        partners = [self.app.partner(partner_id) for partner_id in self.members.ids()]
+        partners = [self.app.partner(partner_id) for partner_id in self.app.members.ids()]
         if not partners:
             return []
         start = since.date() if since else min(p.enrolled_on for p in partners)
@@ -228,7 +242,7 @@ class QuarterlyReview:
                         policy,
                         review_on,
                         program.convert,
-                        last_registered=self.members.last_registered(partner.id),
+                        last_registered=self.app.members.last_registered(partner.id),
                     )
                     changed[partner.id] = partner
         return list(changed.values())
@@ -237,9 +251,8 @@ class QuarterlyReview:
 class PolicyTakesEffect:
     """The day a policy version takes effect, whoever its thresholds now promote is promoted."""
 
-    def __init__(self, app: TieringApplication, members: Members) -> None:
+    def __init__(self, app: TieringApplication) -> None:
         self.app = app
-        self.members = members
 
     def __call__(self, since: datetime | None, until: datetime) -> Sequence[Aggregate]:
         program = self.app.program()
@@ -247,7 +260,7 @@ class PolicyTakesEffect:
         versions = program.changes_between(start, until.date())
         changed: dict[UUID, Aggregate] = {}
         for version in versions:
-            for partner_id in self.members.ids():
+            for partner_id in self.app.members.ids():
                 partner = changed.get(partner_id) or self.app.partner(partner_id)
                 assert isinstance(partner, Partner)
                 before = len(partner.pending_events)

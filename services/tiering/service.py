@@ -7,7 +7,7 @@ from datetime import datetime
 
 from fastapi import FastAPI
 
-from services.tiering.api import partners, tiers
+from services.tiering.api import routers
 from services.tiering.application import (
     FOLLOWS,
     PolicyTakesEffect,
@@ -31,12 +31,12 @@ def build_runtime(
     settings = settings or ServiceSettings()
     database = open_database(settings)
     url, schema = database.url, database.schema
-    app = TieringApplication(url, schema=schema)
     members = MembersView.open(url, schema=schema)
     activity = ActivityView.open(url, schema=schema)
+    register = MemberRegister(members, activity)
+    app = TieringApplication(url, members=register, schema=schema)
     registrations = published_log(url, "registration", [DealRegistered], schema=schema)
     registration_facts = published_log(url, "registration", FOLLOWS, schema=schema)
-    register = MemberRegister(members, activity)
     follows_members = Follower(own_log(app, MembersView), members, url)
     follows_activity = Follower(registrations, activity, url)
     decides_on_facts = Follower(registration_facts, DecidingTarget(app), url)
@@ -49,7 +49,7 @@ def build_runtime(
         clock=ServiceClock(
             app,
             NAME,
-            jobs=[PolicyTakesEffect(app, register), QuarterlyReview(app, register)],
+            jobs=[PolicyTakesEffect(app), QuarterlyReview(app)],
             needs=[decides_on_facts, follows_activity, follows_members],
             now=now,
         ),
@@ -66,7 +66,7 @@ def build_runtime(
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     return create_service_api(
         build_runtime(settings),
-        [partners, tiers],
+        routers,
         title="dealreg tiering",
         description="The partner program: members, what they signed and achieved, their tiers.",
     )

@@ -69,14 +69,13 @@ def test_contracts_signed_at_registration_promote_the_partner_everywhere(
     assert sell["metrics"]["first_year_value"] == "120000.00"
     assert sell["next_tier"] == "alliance"
 
-    movements = clients.tiering.get(
-        "/v1/tiers/movements", params={"partner_id": partner}, headers=ADMIN
-    ).json()["movements"]
-    assert [(m["motion"], m["tier"], m["reason"]) for m in movements][-1] == (
-        "sell",
-        "premier_certified",
-        "promotion",
-    )
+    def movements() -> list[tuple[str, str, str]]:
+        found = clients.tiering.get(
+            "/v1/tiers/movements", params={"partner_id": partner}, headers=ADMIN
+        ).json()["movements"]
+        return [(m["motion"], m["tier"], m["reason"]) for m in found]
+
+    assert eventually(lambda: ("sell", "premier_certified", "promotion") in movements())
 
     def tier_at(table: str) -> str | None:
         with psycopg.connect(database_url) as conn:
@@ -106,3 +105,203 @@ def test_a_partner_token_sees_only_its_own_standing(clients: Clients) -> None:
     other = clients.tiering.get(f"/v1/partners/{theirs}", headers=token)
     assert other.status_code == 404
     assert other.headers["content-type"] == "application/problem+json"
+
+
+def run_tiering_clock(clients: Clients, until: str) -> None:
+    response = clients.tiering.post("/v1/admin/clock", json={"until": until}, headers=ADMIN)
+    assert response.status_code == 200, response.text
+
+
+LOWER_CERTIFIED = """
+reporting_currency: USD
+tiers:
+  motions:
+    sell:
+      tiers:
+        - name: registered
+        - name: certified
+          any_of: [{first_year_value: 10000}, {approved_registrations: 10}]
+        - name: premier_certified
+          any_of: [{first_year_value: 100000, regions: 2}]
+        - name: alliance
+          any_of: [{first_year_value: 1000000, regions: 2}]
+    refer: {tiers: [{name: associate}, {name: premium_associate, any_of: [{won_referrals: 5}]}]}
+    service:
+      tiers: [{name: registered}, {name: certified, any_of: [{certifications: 2, projects: 1}]}]
+    manage: {tiers: [{name: registered}, {name: certified, any_of: [{managed_mrr: 2000}]}]}
+    build: {tiers: [{name: registered}, {name: certified, any_of: [{integrations: 1}]}]}
+"""
+
+
+def test_a_policy_with_a_future_effective_date_changes_nothing_before_it(
+    clients: Clients,
+) -> None:
+    run_tiering_clock(clients, "2027-02-01T00:00:00Z")
+    partner = clients.enrol()
+    registered = clients.registration.post(
+        "/v1/registrations", json=registration_body(partner), headers=CRM
+    )
+    sign(clients, registered.json()["registration_id"], "1000.00", "2027-01-15")  # 12,000 a year
+    eventually(
+        lambda: (
+            motion(standing(clients, partner), "sell")["metrics"]["first_year_value"] == "12000.00"
+        )
+    )
+
+    adopted = clients.tiering.post(
+        "/v1/program/policy",
+        params={"effective_on": "2027-03-01", "note": "certified from 10k"},
+        content=LOWER_CERTIFIED,
+        headers={**ADMIN, "content-type": "application/yaml"},
+    )
+    assert adopted.status_code == 201, adopted.text
+    assert adopted.json()["version"] == 2
+
+    run_tiering_clock(clients, "2027-02-28T23:00:00Z")
+    before = standing(clients, partner)
+    assert (before["tiers"]["sell"], before["policy_version"]) == ("registered", 1)
+
+    run_tiering_clock(clients, "2027-03-01T00:00:00Z")
+    after = standing(clients, partner)
+    assert (after["tiers"]["sell"], after["policy_version"]) == ("certified", 2)
+
+    def latest_movement() -> tuple[str, str, str]:
+        movements = clients.tiering.get(
+            "/v1/tiers/movements", params={"partner_id": partner, "motion": "sell"}, headers=ADMIN
+        ).json()["movements"]
+        return [(m["tier"], m["effective_on"], m["reason"]) for m in movements][-1]
+
+    assert eventually(lambda: latest_movement()[0] == "certified")
+    assert latest_movement() == ("certified", "2027-03-01", "promotion")
+    versions = clients.tiering.get("/v1/program/policy", headers=ADMIN).json()
+    assert versions["in_force"]["version"] == 2
+    document = clients.tiering.get(
+        "/v1/program/policy/2", headers={**ADMIN, "accept": "application/yaml"}
+    )
+    assert document.headers["content-type"].startswith("application/yaml")
+    assert "first_year_value: '10000'" in document.text
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "params", "status", "says"),
+    [
+        ("text/plain", "x", {"effective_on": "2030-01-01"}, 415, "application/yaml"),
+        ("application/yaml", "tiers: [", {"effective_on": "2030-01-01"}, 422, "not a readable"),
+        (
+            "application/json",
+            '{"tiers": {"motions": {}}}',
+            {"effective_on": "2030-01-01"},
+            422,
+            "missing",
+        ),
+        ("application/yaml", LOWER_CERTIFIED, {"effective_on": "2001-01-01"}, 422, "in the past"),
+        ("application/yaml", LOWER_CERTIFIED, {}, 422, "effective_on"),
+    ],
+)
+def test_a_policy_that_cannot_be_taken_is_refused_and_changes_nothing(
+    clients: Clients, content_type: str, body: str, params: dict[str, str], status: int, says: str
+) -> None:
+    refused = clients.tiering.post(
+        "/v1/program/policy",
+        params=params,
+        content=body,
+        headers={**ADMIN, "content-type": content_type},
+    )
+    assert refused.status_code == status, refused.text
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert says in refused.text
+    assert len(clients.tiering.get("/v1/program/policy", headers=ADMIN).json()["versions"]) == 1
+    manager = clients.tiering.post(
+        "/v1/program/policy",
+        params={"effective_on": "2030-01-01"},
+        content=LOWER_CERTIFIED,
+        headers={**bearer(Role.CHANNEL_MANAGER), "content-type": "application/yaml"},
+    )
+    assert manager.status_code == 403
+
+
+def test_amounts_in_other_currencies_count_once_the_program_publishes_their_rate(
+    clients: Clients,
+) -> None:
+    partner = clients.enrol()
+    registered = clients.registration.post(
+        "/v1/registrations", json=registration_body(partner), headers=CRM
+    )
+    response = clients.registration.post(
+        "/v1/contracts",
+        json={
+            "registration_id": registered.json()["registration_id"],
+            "start_date": "2026-01-01",
+            "term_months": 12,
+            "mrr": {"amount": "2000.00", "currency": "EUR"},
+        },
+        headers=CRM,
+    )
+    assert response.status_code == 201, response.text
+    waiting = eventually(
+        lambda: motion(s := standing(clients, partner), "sell")["unconverted"] and s
+    )
+    assert motion(waiting, "sell")["unconverted"] == [{"amount": "24000.00", "currency": "EUR"}]
+    assert waiting["tiers"]["sell"] == "registered"
+
+    published = clients.tiering.post(
+        "/v1/program/rates",
+        json={"month": "2025-12-01", "rates": {"EUR": "1.10"}},
+        headers=bearer(Role.FINANCE),
+    )
+    assert published.status_code == 201, published.text
+    converted = standing(clients, partner)
+    assert motion(converted, "sell")["metrics"]["first_year_value"] == "26400.0000"
+    assert converted["tiers"]["sell"] == "certified"  # promoted when the rate made it count
+
+    bad = clients.tiering.post(
+        "/v1/program/rates", json={"month": "2026-01-01", "rates": {"EUR": "0"}}, headers=ADMIN
+    )
+    assert bad.status_code == 422
+    assert "positive" in bad.json()["detail"]
+
+
+def test_achievements_are_recorded_with_who_and_promote_at_once(clients: Clients) -> None:
+    partner = clients.enrol(motions=["service", "build"])
+    manager = bearer(Role.CHANNEL_MANAGER)
+    base = f"/v1/partners/{partner}"
+    for n in range(2):
+        response = clients.tiering.post(
+            f"{base}/certifications",
+            json={
+                "individual": f"Engineer {n}",
+                "certification": "deployment",
+                "certified_on": "2026-01-05",
+            },
+            headers=manager,
+        )
+        assert response.status_code == 200, response.text
+    assert response.json()["tiers"]["service"] == "registered"
+    done = clients.tiering.post(
+        f"{base}/projects",
+        json={"project": "Rollout", "completed_on": "2026-02-01"},
+        headers=manager,
+    )
+    assert done.json()["tiers"]["service"] == "certified"
+    integrated = clients.tiering.post(
+        f"{base}/integrations", json={"integration": "Connector"}, headers=manager
+    )
+    assert integrated.json()["tiers"]["build"] == "certified"
+
+    again = clients.tiering.post(f"{base}/projects", json={"project": "Rollout"}, headers=manager)
+    assert again.status_code == 422
+    assert again.headers["content-type"] == "application/problem+json"
+    as_partner = clients.tiering.post(
+        f"{base}/training",
+        json={"track": "services", "level": 201},
+        headers=bearer(Role.PARTNER, partner_id=partner),  # type: ignore[arg-type]
+    )
+    assert as_partner.status_code == 403
+    bad_level = clients.tiering.post(
+        f"{base}/training", json={"track": "services", "level": 150}, headers=manager
+    )
+    assert bad_level.status_code == 422
+
+    events = clients.tiering.get("/v1/events", params={"limit": 100}, headers=bearer(Role.AUDITOR))
+    recorded = [e for e in events.json()["events"] if e["type"].endswith("IndividualCertified")]
+    assert {e["data"]["recorded_by"] for e in recorded} == {"test-channel_manager"}
