@@ -56,6 +56,22 @@ class PartnerEnrolled(PublishedEvent):
     category: str
 
 
+class PartnerMembershipChanged(PublishedEvent):
+    """An addendum signed or terminated, or the partner offboarded: the membership after it."""
+
+    event_name = "PartnerMembershipChanged"
+    subject_field = "partner_id"
+
+    partner_id: UUID
+    change: str
+    """``addendum_signed``, ``addendum_terminated`` or ``offboarded``."""
+    motion: str | None
+    motions: list[str]
+    offboarded: bool
+    effective_on: date
+    reason: str
+
+
 class TierChanged(PublishedEvent):
     event_name = "TierChanged"
     subject_field = "partner_id"
@@ -163,6 +179,7 @@ class RenewalDue(PublishedEvent):
 
 ALL_CONTRACTS: tuple[type[PublishedEvent], ...] = (
     PartnerEnrolled,
+    PartnerMembershipChanged,
     TierChanged,
     DealRegistered,
     RegistrationApproved,

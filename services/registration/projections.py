@@ -29,7 +29,7 @@ from services.registration.domain.registrations import (
     Incumbency,
     Registration,
 )
-from shared.contracts import PartnerEnrolled, TierChanged
+from shared.contracts import PartnerEnrolled, PartnerMembershipChanged, TierChanged
 from shared.projections import View, on
 
 
@@ -39,10 +39,12 @@ class PartnerDirectoryView(View):
     create_sql = (
         "CREATE TABLE IF NOT EXISTS {schema}.registration_partners ("
         " partner_id uuid PRIMARY KEY, legal_name text NOT NULL, motions text[] NOT NULL,"
-        " function text NOT NULL, tiers jsonb NOT NULL DEFAULT '{{}}')",
+        " function text NOT NULL, tiers jsonb NOT NULL DEFAULT '{{}}',"
+        " offboarded boolean NOT NULL DEFAULT false)",
         # Kept before tiers were: the column, empty until `dealreg rebuild registration`.
         "ALTER TABLE {schema}.registration_partners"
-        " ADD COLUMN IF NOT EXISTS tiers jsonb NOT NULL DEFAULT '{{}}'",
+        " ADD COLUMN IF NOT EXISTS tiers jsonb NOT NULL DEFAULT '{{}}',"
+        " ADD COLUMN IF NOT EXISTS offboarded boolean NOT NULL DEFAULT false",
     )
 
     @on(PartnerEnrolled)
@@ -50,6 +52,17 @@ class PartnerDirectoryView(View):
         curs.execute(
             self.statement("INSERT INTO {schema}.registration_partners VALUES (%s,%s,%s,%s)"),
             (event.partner_id, event.legal_name, event.motions, event.function),
+        )
+
+    @on(PartnerMembershipChanged)
+    def _membership_changed(self, curs: Cursor[DictRow], event: PartnerMembershipChanged) -> None:
+        curs.execute(
+            self.statement(
+                "UPDATE {schema}.registration_partners SET motions = %s, offboarded = %s,"
+                " tiers = CASE WHEN %s = 'addendum_terminated' THEN tiers - %s ELSE tiers END"
+                " WHERE partner_id = %s"
+            ),
+            (event.motions, event.offboarded, event.change, event.motion, event.partner_id),
         )
 
     @on(TierChanged)
@@ -66,7 +79,7 @@ class PartnerDirectoryView(View):
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(
                 self.statement(
-                    "SELECT partner_id, legal_name, motions, function, tiers"
+                    "SELECT partner_id, legal_name, motions, function, tiers, offboarded"
                     " FROM {schema}.registration_partners WHERE partner_id = %s"
                 ),
                 (partner_id,),
@@ -80,6 +93,7 @@ class PartnerDirectoryView(View):
             motions=tuple(row["motions"]),
             function=row["function"],
             tiers=row["tiers"],
+            offboarded=row["offboarded"],
         )
 
 

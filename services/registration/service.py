@@ -21,7 +21,7 @@ from services.registration.projections import (
     RegistrationIndex,
 )
 from shared.clock import ServiceClock, utc_now
-from shared.contracts import PartnerEnrolled, TierChanged
+from shared.contracts import PartnerEnrolled, PartnerMembershipChanged, TierChanged
 from shared.runtime import ServiceRuntime, open_database, own_log, published_log
 from shared.settings import ServiceSettings
 from shared.subscriptions import Follower
@@ -40,7 +40,9 @@ def build_runtime(
     deals = DealsView.open(url, schema=schema)
     contracts = ContractsView.open(url, schema=schema)
     index = RegistrationIndex(deals, contracts)
-    tiering = published_log(url, "tiering", [PartnerEnrolled, TierChanged], schema=schema)
+    tiering = published_log(
+        url, "tiering", [PartnerEnrolled, PartnerMembershipChanged, TierChanged], schema=schema
+    )
     follows_tiering = Follower(tiering, directory, url)
     app = RegistrationApplication(
         url,

@@ -114,6 +114,12 @@ class TieringApplication(ServiceApplication, EventSourcedProjection[UUID]):
         self.save(partner)
         return partner
 
+    def sign_addendum(self, partner_id: UUID, motion: str, *, on: date, today: date) -> Partner:
+        entry = self.program().policy_on(on).entry_tier(motion)  # type: ignore[arg-type]
+        return self.record(
+            partner_id, today, lambda p: p.sign_addendum(motion=motion, on=on, entry_tier=entry)
+        )
+
     def record(self, partner_id: UUID, today: date, change: Callable[[Partner], Any]) -> Partner:
         """An achievement recorded by a channel manager, and any promotion it brings."""
 

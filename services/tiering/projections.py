@@ -25,7 +25,7 @@ class MembersView(View):
         " partner_id uuid PRIMARY KEY, legal_name text NOT NULL, home_country text NOT NULL,"
         " regions text[] NOT NULL, motions text[] NOT NULL, function text NOT NULL,"
         " category text NOT NULL, management text NOT NULL, enrolled_at timestamptz NOT NULL,"
-        " inactive_at_review date, last_activity date)",
+        " inactive_at_review date, last_activity date, offboarded_on date)",
         "CREATE TABLE IF NOT EXISTS {schema}.tiering_partner_tiers ("
         " partner_id uuid NOT NULL, motion text NOT NULL, tier text NOT NULL,"
         " since date NOT NULL, quarters_below integer NOT NULL DEFAULT 0,"
@@ -85,6 +85,25 @@ class MembersView(View):
             ),
         )
 
+    @on(Partner.MembershipChanged)
+    def _membership_changed(self, curs: Cursor[DictRow], event: Any) -> None:
+        curs.execute(
+            self.statement(
+                "UPDATE {schema}.tiering_partners SET motions = %s,"
+                " offboarded_on = CASE WHEN %s THEN %s ELSE offboarded_on END"
+                " WHERE partner_id = %s"
+            ),
+            (event.motions, event.offboarded, event.effective_on, event.originator_id),
+        )
+        if event.change == "addendum_terminated":
+            curs.execute(
+                self.statement(
+                    "DELETE FROM {schema}.tiering_partner_tiers"
+                    " WHERE partner_id = %s AND motion = %s"
+                ),
+                (event.originator_id, event.motion),
+            )
+
     @on(Partner.FellBelowThreshold)  # type: ignore[attr-defined]
     def _fell_below(self, curs: Cursor[DictRow], event: Any) -> None:
         curs.execute(
@@ -129,7 +148,10 @@ class MembersView(View):
     def ids(self) -> Sequence[UUID]:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(
-                self.statement("SELECT partner_id FROM {schema}.tiering_partners ORDER BY 1")
+                self.statement(
+                    "SELECT partner_id FROM {schema}.tiering_partners"
+                    " WHERE offboarded_on IS NULL ORDER BY 1"
+                )
             )
             return [row["partner_id"] for row in curs.fetchall()]
 

@@ -305,3 +305,59 @@ def test_achievements_are_recorded_with_who_and_promote_at_once(clients: Clients
     events = clients.tiering.get("/v1/events", params={"limit": 100}, headers=bearer(Role.AUDITOR))
     recorded = [e for e in events.json()["events"] if e["type"].endswith("IndividualCertified")]
     assert {e["data"]["recorded_by"] for e in recorded} == {"test-channel_manager"}
+
+
+def test_addenda_and_offboarding_reach_registration(clients: Clients) -> None:
+    partner = clients.enrol(motions=[])
+    manager = bearer(Role.CHANNEL_MANAGER)
+    refused = clients.registration.post(
+        "/v1/registrations", json=registration_body(partner), headers=CRM
+    )
+    assert refused.status_code == 422
+    assert "sell" in refused.json()["detail"]
+
+    signed = clients.tiering.post(
+        f"/v1/partners/{partner}/addenda", json={"motion": "sell"}, headers=manager
+    )
+    assert signed.status_code == 200, signed.text
+    assert signed.json()["tiers"] == {"refer": "associate", "sell": "registered"}
+    twice = clients.tiering.post(
+        f"/v1/partners/{partner}/addenda", json={"motion": "sell"}, headers=manager
+    )
+    assert twice.status_code == 422
+    accepted = eventually(
+        lambda: (
+            (
+                r := clients.registration.post(
+                    "/v1/registrations", json=registration_body(partner), headers=CRM
+                )
+            ).status_code
+            == 201
+            and r
+        )
+    )
+    assert accepted.json()["partner_id"] == partner
+
+    gone = clients.tiering.post(
+        f"/v1/partners/{partner}/offboarding", json={"reason": "contract ended"}, headers=manager
+    )
+    assert gone.status_code == 200, gone.text
+    left = eventually(
+        lambda: (
+            (
+                r := clients.registration.post(
+                    "/v1/registrations",
+                    json=registration_body(partner, domain="globex.com"),
+                    headers=CRM,
+                )
+            ).status_code
+            == 422
+            and r
+        )
+    )
+    assert "left the program" in left.json()["detail"]
+    again = clients.tiering.post(
+        f"/v1/partners/{partner}/addenda", json={"motion": "build"}, headers=manager
+    )
+    assert again.status_code == 422
+    assert "offboarded" in again.json()["detail"]

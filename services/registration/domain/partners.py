@@ -14,14 +14,17 @@ class KnownPartner:
     function: str
     tiers: dict[str, str] = field(default_factory=dict)
     """The partner's tier in each motion, as tiering last published it."""
+    offboarded: bool = False
 
     @property
     def in_good_standing(self) -> bool:
-        """Enrolled and not an influencer; offboarding and inactivity come with tiering."""
-        return self.function != "influencer"
+        """A member still, and not an influencer."""
+        return self.function != "influencer" and not self.offboarded
 
     def may_register(self, motion: str) -> str | None:
         """Why this partner may not register a deal of this motion, or None if it may."""
+        if self.offboarded:
+            return "this partner has left the program"
         if self.function == "influencer":
             return "influencer partners cannot register deals"
         if motion == "sell" and "sell" not in self.motions:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
@@ -17,6 +18,7 @@ from services.tiering.api.common import (
     Motion,
     Reader,
     Tiering,
+    Today,
 )
 from services.tiering.application import TieringApplication
 from services.tiering.domain.partners import MembershipError
@@ -189,3 +191,87 @@ async def list_partners(
     page = [PartnerSummary(**dict(row)) for row in rows[:limit]]
     next_cursor = str(page[-1].partner_id) if len(rows) > limit else None
     return PartnerPage(partners=page, next_cursor=next_cursor)
+
+
+class AddendumRequest(BaseModel):
+    motion: Motion
+    signed_on: date | None = Field(default=None, description="Defaults to today")
+
+
+class TerminationRequest(BaseModel):
+    effective_on: date | None = Field(default=None, description="Defaults to today")
+    reason: str = Field(min_length=1, max_length=500)
+
+
+async def _changed(
+    app: TieringApplication, partner_id: UUID, today: date, pool: Pool, change: Callable[[], Any]
+) -> PartnerStanding:
+    try:
+        await run_in_threadpool(change)
+    except AggregateNotFoundError as error:
+        raise Problem(404, "partner-not-found", f"No partner {partner_id}.") from error
+    except MembershipError as error:
+        raise Problem(422, "membership-rule", str(error)) from error
+    return await partner_standing(app, partner_id, today, pool)
+
+
+@partners.post("/{partner_id}/addenda", response_model=PartnerStanding, summary="Sign an addendum")
+async def sign_addendum(
+    partner_id: UUID, body: AddendumRequest, app: Tiering, today: Today, pool: Pool, _: Manager
+) -> PartnerStanding:
+    return await _changed(
+        app,
+        partner_id,
+        today,
+        pool,
+        lambda: app.sign_addendum(partner_id, body.motion, on=body.signed_on or today, today=today),
+    )
+
+
+@partners.post(
+    "/{partner_id}/addenda/{motion}/termination",
+    response_model=PartnerStanding,
+    summary="Terminate an addendum",
+)
+async def terminate_addendum(
+    partner_id: UUID,
+    motion: Motion,
+    body: TerminationRequest,
+    app: Tiering,
+    today: Today,
+    pool: Pool,
+    _: Manager,
+) -> PartnerStanding:
+    on = body.effective_on or today
+    return await _changed(
+        app,
+        partner_id,
+        today,
+        pool,
+        lambda: app.record(
+            partner_id,
+            today,
+            lambda p: p.terminate_addendum(motion=motion, on=on, reason=body.reason),
+        ),
+    )
+
+
+@partners.post(
+    "/{partner_id}/offboarding", response_model=PartnerStanding, summary="Offboard a partner"
+)
+async def offboard(
+    partner_id: UUID,
+    body: TerminationRequest,
+    app: Tiering,
+    today: Today,
+    pool: Pool,
+    _: Manager,
+) -> PartnerStanding:
+    on = body.effective_on or today
+    return await _changed(
+        app,
+        partner_id,
+        today,
+        pool,
+        lambda: app.record(partner_id, today, lambda p: p.offboard(on=on, reason=body.reason)),
+    )

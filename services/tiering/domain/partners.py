@@ -78,7 +78,11 @@ class MembershipError(ValueError):
     """A membership request that breaks the program's rules."""
 
 
-@publishes(Enrolled=published.PartnerEnrolled, TierChanged=published.TierChanged)
+@publishes(
+    Enrolled=published.PartnerEnrolled,
+    MembershipChanged=published.PartnerMembershipChanged,
+    TierChanged=published.TierChanged,
+)
 class Partner(Aggregate):
     class Enrolled(Aggregate.Created):
         legal_name: str
@@ -88,6 +92,14 @@ class Partner(Aggregate):
         function: str
         category: str
         management: str
+
+    class MembershipChanged(Aggregate.Event):
+        change: str
+        motion: str | None
+        motions: list[str]
+        offboarded: bool
+        effective_on: date
+        reason: str
 
     class TierChanged(Aggregate.Event):
         motion: str
@@ -120,6 +132,7 @@ class Partner(Aggregate):
         self.quarters_below: dict[str, int] = {}
         self.entered_on: date | None = None
         self.last_review: date | None = None
+        self.offboarded_on: date | None = None
 
     @classmethod
     def enrol(
@@ -191,6 +204,73 @@ class Partner(Aggregate):
             self.entered_on = effective_on
         if previous_tier is not None and tier != previous_tier:
             self.quarters_below.pop(motion, None)
+
+    # --- membership -----------------------------------------------------------------------
+    def sign_addendum(self, *, motion: str, on: date, entry_tier: str) -> None:
+        self._require_member()
+        if motion not in ADDENDUM_MOTIONS:
+            raise MembershipError(
+                f"no addendum exists for {motion!r}; addenda are {list(ADDENDUM_MOTIONS)}"
+            )
+        if motion in self.motions:
+            raise MembershipError(f"the partner already holds the {motion} addendum")
+        motions = [m for m in ADDENDUM_MOTIONS if m in {*self.motions, motion}]
+        self._membership_changed("addendum_signed", motion, motions, on, "")
+        self.tier_changed(
+            motion=motion,
+            previous_tier=None,
+            tier=entry_tier,
+            effective_on=on,
+            reason="addendum signed",
+            metrics={},
+        )
+
+    def terminate_addendum(self, *, motion: str, on: date, reason: str) -> None:
+        """The motion ends; its last tier stays in the history, and no longer moves."""
+        self._require_member()
+        if motion not in self.motions:
+            raise MembershipError(
+                f"the partner holds no {motion} addendum (it holds {self.motions})"
+            )
+        motions = [m for m in self.motions if m != motion]
+        self._membership_changed("addendum_terminated", motion, motions, on, reason)
+
+    def offboard(self, *, on: date, reason: str) -> None:
+        self._require_member()
+        self._membership_changed("offboarded", None, self.motions, on, reason)
+
+    def _require_member(self) -> None:
+        if self.offboarded_on is not None:
+            raise MembershipError(f"the partner was offboarded on {self.offboarded_on}")
+
+    def _membership_changed(
+        self, change: str, motion: str | None, motions: list[str], on: date, reason: str
+    ) -> None:
+        self.membership_changed(
+            change=change,
+            motion=motion,
+            motions=motions,
+            offboarded=change == "offboarded",
+            effective_on=on,
+            reason=reason,
+        )
+
+    @event(MembershipChanged)
+    def membership_changed(
+        self,
+        change: str,
+        motion: str | None,
+        motions: list[str],
+        offboarded: bool,
+        effective_on: date,
+        reason: str,
+    ) -> None:
+        self.motions = motions
+        if change == "addendum_terminated" and motion is not None:
+            self.tiers.pop(motion, None)
+            self.quarters_below.pop(motion, None)
+        if offboarded:
+            self.offboarded_on = effective_on
 
     @property
     def enrolled_on(self) -> date:
@@ -368,7 +448,9 @@ class Partner(Aggregate):
         return result
 
     def promote_where_reached(self, policy: ProgramPolicy, today: date, convert: Convert) -> None:
-        """Promotion takes effect the moment a threshold is crossed."""
+        """Promotion takes effect the moment a threshold is crossed (while a member)."""
+        if self.offboarded_on is not None:
+            return
         for standing in self.standing(policy, today, convert):
             motion = standing.assessment.motion
             if rank(policy, motion, standing.assessment.tier) > rank(policy, motion, standing.tier):
@@ -391,6 +473,8 @@ class Partner(Aggregate):
     ) -> None:
         """The quarterly review: a motion below its tier for longer than the grace is demoted;
         a partner with neither registrations nor revenue in the window is flagged inactive."""
+        if self.offboarded_on is not None:
+            return
         grace = policy.tiers.demotion_grace_quarters
         for standing in self.standing(policy, review_on, convert):
             motion = standing.assessment.motion
