@@ -361,3 +361,38 @@ def test_addenda_and_offboarding_reach_registration(clients: Clients) -> None:
     )
     assert again.status_code == 422
     assert "offboarded" in again.json()["detail"]
+
+
+def test_demotion_after_a_full_quarter_below_and_non_performers_at_reviews(
+    clients: Clients,
+) -> None:
+    run_tiering_clock(clients, "2026-12-01T00:00:00Z")
+    seller, idle = clients.enrol(), clients.enrol(legal_name="Idle Ltd")
+    registered = clients.registration.post(
+        "/v1/registrations", json=registration_body(seller), headers=CRM
+    )
+    sign(clients, registered.json()["registration_id"], "3000.00", "2026-12-01")  # 36,000
+    eventually(lambda: standing(clients, seller)["tiers"]["sell"] == "certified")
+
+    run_tiering_clock(clients, "2027-10-01T00:00:00Z")  # reviews of 2027-01, -04, -07, -10
+    assert standing(clients, seller)["tiers"]["sell"] == "certified"
+    assert eventually(
+        lambda: (
+            [
+                p["partner_id"]
+                for p in clients.tiering.get("/v1/tiers/non-performers", headers=ADMIN).json()[
+                    "non_performers"
+                ]
+            ]
+            == [idle]
+        )
+    )
+
+    run_tiering_clock(clients, "2028-01-01T00:00:00Z")  # the contract left the window: grace
+    held = standing(clients, seller)
+    assert held["tiers"]["sell"] == "certified"
+    assert motion(held, "sell")["reached"] == "registered"
+
+    run_tiering_clock(clients, "2028-04-01T00:00:00Z")  # still below: demoted
+    demoted = standing(clients, seller)
+    assert demoted["tiers"]["sell"] == "registered"
