@@ -43,7 +43,7 @@ def test_enrol_register_sign_and_every_service_reacts(stack: Stack) -> None:
             json={
                 "registration_id": registered.json()["registration_id"],
                 "start_date": "2027-01-01",
-                "mrr": {"amount": "1000.00", "currency": "USD"},
+                "mrr": {"amount": "3000.00", "currency": "USD"},
             },
             headers=crm,
         ).json()
@@ -54,16 +54,31 @@ def test_enrol_register_sign_and_every_service_reacts(stack: Stack) -> None:
         )
         (line,) = lines
         assert line["contract_id"] == contract["contract_id"]
-        assert line["amount"] == {"amount": "100.00", "currency": "USD"}
+        assert line["amount"] == {"amount": "300.00", "currency": "USD"}
         assert line["caused_by"]
         assert line["caused_by"][0].startswith("registration#")
 
-        # and commissions follows tiering too
-        tiers = commissions.get(f"/v1/partner-tiers/{partner_id}", headers=admin).json()
-        assert {t["motion"]: t["tier"] for t in tiers["tiers"]} == {
-            "refer": "associate",
-            "sell": "registered",
-        }
+        # the contract (36,000 in its first year) promotes the partner at tiering, and
+        # commissions follows tiering
+        promoted = eventually(
+            lambda: (
+                (s := tiering.get(f"/v1/partners/{partner_id}", headers=admin).json())["tiers"][
+                    "sell"
+                ]
+                == "certified"
+                and s
+            )
+        )
+        (sell,) = [m for m in promoted["standing"] if m["motion"] == "sell"]
+        assert sell["metrics"]["first_year_value"] == "36000.00"
+
+        def commissions_tiers() -> dict[str, str]:
+            tiers = commissions.get(f"/v1/partner-tiers/{partner_id}", headers=admin).json()
+            return {t["motion"]: t["tier"] for t in tiers["tiers"]}
+
+        assert eventually(
+            lambda: commissions_tiers() == {"refer": "associate", "sell": "certified"}
+        )
 
         # the auditor reads each log in order
         for client in (tiering, registration, commissions):
