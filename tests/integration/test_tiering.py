@@ -396,3 +396,22 @@ def test_demotion_after_a_full_quarter_below_and_non_performers_at_reviews(
     run_tiering_clock(clients, "2028-04-01T00:00:00Z")  # still below: demoted
     demoted = standing(clients, seller)
     assert demoted["tiers"]["sell"] == "registered"
+
+
+def test_five_won_referrals_make_a_premium_associate(clients: Clients) -> None:
+    partner = clients.enrol(motions=[])
+    for n in range(5):
+        body = {**registration_body(partner, domain=f"referred{n}.com"), "motion": "refer"}
+        referred = clients.registration.post("/v1/registrations", json=body, headers=CRM)
+        assert referred.status_code == 201, referred.text
+        sign(clients, referred.json()["registration_id"], "100.00", "2026-06-01")
+        expected = "premium_associate" if n == 4 else "associate"
+        reached = eventually(
+            lambda n=n: (
+                motion(s := standing(clients, partner), "refer")["metrics"]["won_referrals"]
+                == str(n + 1)
+                and s
+            )
+        )
+        assert reached["tiers"]["refer"] == expected
+    assert "sell" not in reached["tiers"]  # a referral books no resale
