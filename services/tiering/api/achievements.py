@@ -9,16 +9,13 @@ from datetime import date
 from typing import Any, Literal
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError
 from fastapi import APIRouter
-from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from services.tiering.api.common import Manager, Tiering, Today
-from services.tiering.api.partners import PartnerStanding, partner_standing
-from services.tiering.domain.partners import MembershipError, Partner
+from services.tiering.api.partners import PartnerStanding, changed
+from services.tiering.domain.partners import Partner
 from shared.money import MoneyBody
-from shared.problems import Problem
 from shared.web import Pool
 
 achievements = APIRouter(prefix="/v1/partners/{partner_id}", tags=["achievements"])
@@ -67,13 +64,9 @@ async def _record(
     pool: Pool,
     change: Callable[[Partner], Any],
 ) -> PartnerStanding:
-    try:
-        await run_in_threadpool(app.record, partner_id, today, change)
-    except AggregateNotFoundError as error:
-        raise Problem(404, "partner-not-found", f"No partner {partner_id}.") from error
-    except MembershipError as error:
-        raise Problem(422, "membership-rule", str(error)) from error
-    return await partner_standing(app, partner_id, today, pool)
+    return await changed(
+        app, partner_id, today, pool, lambda: app.record(partner_id, today, change)
+    )
 
 
 @achievements.post("/training", response_model=PartnerStanding, summary="Training completed")

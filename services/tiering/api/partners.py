@@ -203,9 +203,10 @@ class TerminationRequest(BaseModel):
     reason: str = Field(min_length=1, max_length=500)
 
 
-async def _changed(
+async def changed(
     app: TieringApplication, partner_id: UUID, today: date, pool: Pool, change: Callable[[], Any]
 ) -> PartnerStanding:
+    """Make a change to a partner, and answer with its standing afterwards."""
     try:
         await run_in_threadpool(change)
     except AggregateNotFoundError as error:
@@ -219,7 +220,7 @@ async def _changed(
 async def sign_addendum(
     partner_id: UUID, body: AddendumRequest, app: Tiering, today: Today, pool: Pool, _: Manager
 ) -> PartnerStanding:
-    return await _changed(
+    return await changed(
         app,
         partner_id,
         today,
@@ -243,7 +244,7 @@ async def terminate_addendum(
     _: Manager,
 ) -> PartnerStanding:
     on = body.effective_on or today
-    return await _changed(
+    return await changed(
         app,
         partner_id,
         today,
@@ -268,7 +269,7 @@ async def offboard(
     _: Manager,
 ) -> PartnerStanding:
     on = body.effective_on or today
-    return await _changed(
+    return await changed(
         app,
         partner_id,
         today,
