@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from shared.auth import Role
@@ -96,3 +98,25 @@ def test_unknown_ids_and_paths_are_problems(clients: Clients) -> None:
         422,
         "validation-error",
     )
+
+
+@pytest.mark.parametrize("service", list(PROTECTED))
+def test_every_write_answers_garbage_with_a_problem(clients: Clients, service: str) -> None:
+    """Every POST of the service's OpenAPI, with a body that fits nothing: a 4xx, explained."""
+    client = getattr(clients, service)
+    paths = client.get("/openapi.json").json()["paths"]
+    for template, operations in paths.items():
+        if "post" not in operations:
+            continue
+        path = template
+        for name, value in (
+            ("{partner_id}", str(uuid.uuid4())),
+            ("{motion}", "sell"),
+            ("{registration_id}", str(uuid.uuid4())),
+            ("{contract_id}", str(uuid.uuid4())),
+        ):
+            path = path.replace(name, value)
+        for body in ({"unexpected": [1, {"deep": None}]}, [], "text"):
+            response = client.post(path, json=body, headers=bearer(Role.ADMIN))
+            assert 400 <= response.status_code < 500, (template, body, response.text)
+            assert response.headers["content-type"] == "application/problem+json", template
