@@ -277,3 +277,15 @@ def test_rates_of_a_month_or_the_latest_before_it() -> None:
     app = Stored()
     app.save(program)
     assert app.repository.get(program.id).rates == program.rates
+
+
+def test_a_tier_the_policy_no_longer_names_gives_way_to_the_tier_reached() -> None:
+    document = default_policy().model_dump(mode="json")
+    document["tiers"]["motions"]["sell"]["tiers"][1]["name"] = "silver"
+    renamed = ProgramPolicy.model_validate(document)
+    p = partner()
+    book(p, "30000", date(2027, 2, 1))
+    p.promote_where_reached(POLICY, date(2027, 2, 1), usd)
+    assert p.tiers["sell"] == "certified"
+    p.review(renamed, date(2027, 4, 1), usd)
+    assert p.tiers["sell"] == "silver"

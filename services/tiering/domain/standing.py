@@ -52,5 +52,7 @@ def _shortfalls(
 
 
 def rank(policy: ProgramPolicy, motion: Motion, tier: str) -> int:
-    """A tier's place in its motion, the entry tier being 0."""
-    return policy.tier_order(motion).index(tier)
+    """A tier's place in its motion, the entry tier being 0; -1 for a tier the policy no longer
+    names (a version may rename tiers: whoever holds an old name takes the tier reached)."""
+    order = policy.tier_order(motion)
+    return order.index(tier) if tier in order else -1
