@@ -104,6 +104,15 @@ class MembersView(View):
                 (event.originator_id, event.motion),
             )
 
+    @on(Partner.RegionsChanged)  # type: ignore[attr-defined]
+    def _regions_changed(self, curs: Cursor[DictRow], event: Any) -> None:
+        curs.execute(
+            self.statement(
+                "UPDATE {schema}.tiering_partners SET regions = %s WHERE partner_id = %s"
+            ),
+            (event.regions, event.originator_id),
+        )
+
     @on(Partner.FellBelowThreshold)  # type: ignore[attr-defined]
     def _fell_below(self, curs: Cursor[DictRow], event: Any) -> None:
         curs.execute(

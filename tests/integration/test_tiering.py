@@ -415,3 +415,23 @@ def test_five_won_referrals_make_a_premium_associate(clients: Clients) -> None:
         )
         assert reached["tiers"]["refer"] == expected
     assert "sell" not in reached["tiers"]  # a referral books no resale
+
+
+def test_a_second_region_makes_a_premier_of_a_partner_selling_enough(clients: Clients) -> None:
+    partner = clients.enrol()
+    registered = clients.registration.post(
+        "/v1/registrations", json=registration_body(partner), headers=CRM
+    )
+    sign(clients, registered.json()["registration_id"], "9000.00", "2026-06-01")  # 108,000
+    eventually(lambda: standing(clients, partner)["tiers"]["sell"] == "certified")
+    manager = bearer(Role.CHANNEL_MANAGER)
+    widened = clients.tiering.put(
+        f"/v1/partners/{partner}/regions", json={"regions": ["EMEA", "NA"]}, headers=manager
+    )
+    assert widened.status_code == 200, widened.text
+    assert widened.json()["regions"] == ["EMEA", "NA"]
+    assert widened.json()["tiers"]["sell"] == "premier_certified"
+    same = clients.tiering.put(
+        f"/v1/partners/{partner}/regions", json={"regions": ["NA", "EMEA"]}, headers=manager
+    )
+    assert same.status_code == 422

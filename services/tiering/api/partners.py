@@ -276,3 +276,33 @@ async def offboard(
         pool,
         lambda: app.record(partner_id, today, lambda p: p.offboard(on=on, reason=body.reason)),
     )
+
+
+class RegionsRequest(BaseModel):
+    regions: list[str] = Field(min_length=1, description="Every region the partner operates in")
+    effective_on: date | None = Field(default=None, description="Defaults to today")
+
+
+@partners.put(
+    "/{partner_id}/regions", response_model=PartnerStanding, summary="The regions operated in"
+)
+async def change_regions(
+    partner_id: UUID,
+    body: RegionsRequest,
+    app: Tiering,
+    today: Today,
+    pool: Pool,
+    who: Manager,
+) -> PartnerStanding:
+    on = body.effective_on or today
+    return await changed(
+        app,
+        partner_id,
+        today,
+        pool,
+        lambda: app.record(
+            partner_id,
+            today,
+            lambda p: p.operate_in(regions=body.regions, on=on, recorded_by=who.subject),
+        ),
+    )

@@ -235,6 +235,21 @@ class Partner(Aggregate):
         motions = [m for m in self.motions if m != motion]
         self._membership_changed("addendum_terminated", motion, motions, on, reason)
 
+    def operate_in(self, *, regions: list[str], on: date, recorded_by: str) -> None:
+        """The regions the partner operates in from now on (premier and alliance need two)."""
+        self._require_member()
+        wanted = sorted({region.strip() for region in regions if region.strip()})
+        if not wanted:
+            raise MembershipError("a partner operates in at least one region")
+        if wanted == self.regions:
+            raise MembershipError(f"the partner already operates in {wanted}")
+        self.regions_changed(regions=wanted, effective_on=on, recorded_by=recorded_by)
+
+    @event("RegionsChanged")
+    def regions_changed(self, regions: list[str], effective_on: date, recorded_by: str) -> None:
+        self.regions = regions
+        self.facts.regions = list(regions)
+
     def offboard(self, *, on: date, reason: str) -> None:
         self._require_member()
         self._membership_changed("offboarded", None, self.motions, on, reason)
