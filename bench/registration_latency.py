@@ -146,7 +146,7 @@ class Service:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 3600) -> float:
+    def start(self, timeout: float = 6 * 3600) -> float:  # a million takes over an hour
         started = time.perf_counter()
         command = [
             sys.executable,
