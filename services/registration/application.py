@@ -43,7 +43,10 @@ T = TypeVar("T")
 
 
 class PartnerDirectory(Protocol):
-    def get(self, partner_id: UUID) -> KnownPartner | None: ...
+    def get(self, partner_id: UUID, *, latest: bool = False) -> KnownPartner | None:
+        """A partner as tiering published it; ``latest`` waits until every change tiering
+        has published so far is seen."""
+        ...
 
 
 class CustomerIndex(Protocol):
@@ -227,6 +230,9 @@ class RegistrationApplication(ServiceApplication):
         partner = self.partners.get(partner_id)
         if partner is None:
             raise UnknownPartnerError(f"partner {partner_id} is not enrolled in the program")
+        if partner.may_register(motion):
+            # An addendum signed a moment ago may not have reached the directory yet.
+            partner = self.partners.get(partner_id, latest=True) or partner
         refusal = partner.may_register(motion)
         if refusal:
             raise RegistrationRuleError(refusal)

@@ -98,15 +98,15 @@ class PartnerDirectoryView(View):
 
 
 class CatchingUpDirectory:
-    """Reads the directory; on a miss, first lets it catch up with tiering's log, so a partner
-    enrolled a moment ago can register at once."""
+    """Reads the directory; on a miss (or when asked for the latest), first lets it catch up
+    with tiering's log, so a partner enrolled a moment ago can register at once."""
 
     def __init__(self, view: PartnerDirectoryView, catch_up: Callable[[], None]) -> None:
         self.view = view
         self.catch_up = catch_up
 
-    def get(self, partner_id: UUID) -> KnownPartner | None:
-        partner = self.view.get(partner_id)
+    def get(self, partner_id: UUID, *, latest: bool = False) -> KnownPartner | None:
+        partner = None if latest else self.view.get(partner_id)
         if partner is None:
             self.catch_up()
             partner = self.view.get(partner_id)
