@@ -234,6 +234,9 @@ class QuarterlyReview:
         self.app = app
 
     def __call__(self, since: datetime | None, until: datetime) -> Sequence[Aggregate]:
+        # The clock ticks every minute; only a tick that crosses a quarter reads the members.
+        if since is not None and not quarter_starts(since.date(), until.date()):
+            return []
         partners = [self.app.partner(partner_id) for partner_id in self.app.members.ids()]
         if not partners:
             return []

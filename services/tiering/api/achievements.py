@@ -4,17 +4,15 @@ so a promotion the record brings shows at once."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import date
-from typing import Any, Literal
+from typing import Literal
 from uuid import UUID
 
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from services.tiering.api.common import Manager, Tiering, Today
-from services.tiering.api.partners import PartnerStanding, changed
-from services.tiering.domain.partners import Partner
+from services.tiering.api.partners import PartnerStanding, recorded
 from shared.money import MoneyBody
 from shared.web import Pool
 
@@ -57,23 +55,11 @@ class ManagedRevenueRequest(BaseModel):
     mrr: MoneyBody = Field(description="Recurring revenue under management that month")
 
 
-async def _record(
-    app: Tiering,
-    partner_id: UUID,
-    today: date,
-    pool: Pool,
-    change: Callable[[Partner], Any],
-) -> PartnerStanding:
-    return await changed(
-        app, partner_id, today, pool, lambda: app.record(partner_id, today, change)
-    )
-
-
 @achievements.post("/training", response_model=PartnerStanding, summary="Training completed")
 async def training(
     partner_id: UUID, body: TrainingRequest, app: Tiering, today: Today, pool: Pool, who: Manager
 ) -> PartnerStanding:
-    return await _record(
+    return await recorded(
         app,
         partner_id,
         today,
@@ -98,7 +84,7 @@ async def certification(
     pool: Pool,
     who: Manager,
 ) -> PartnerStanding:
-    return await _record(
+    return await recorded(
         app,
         partner_id,
         today,
@@ -118,7 +104,7 @@ async def certification(
 async def project(
     partner_id: UUID, body: ProjectRequest, app: Tiering, today: Today, pool: Pool, who: Manager
 ) -> PartnerStanding:
-    return await _record(
+    return await recorded(
         app,
         partner_id,
         today,
@@ -140,7 +126,7 @@ async def integration(
     pool: Pool,
     who: Manager,
 ) -> PartnerStanding:
-    return await _record(
+    return await recorded(
         app,
         partner_id,
         today,
@@ -162,7 +148,7 @@ async def joint_customer(
     pool: Pool,
     who: Manager,
 ) -> PartnerStanding:
-    return await _record(
+    return await recorded(
         app,
         partner_id,
         today,
@@ -184,7 +170,7 @@ async def managed_revenue(
     pool: Pool,
     who: Manager,
 ) -> PartnerStanding:
-    return await _record(
+    return await recorded(
         app,
         partner_id,
         today,

@@ -21,7 +21,7 @@ from services.tiering.api.common import (
     Today,
 )
 from services.tiering.application import TieringApplication
-from services.tiering.domain.partners import MembershipError
+from services.tiering.domain.partners import MembershipError, Partner
 from shared.auth import Allow, Principal, Role
 from shared.money import MoneyBody
 from shared.problems import Problem
@@ -216,6 +216,21 @@ async def changed(
     return await partner_standing(app, partner_id, today, pool)
 
 
+async def recorded(
+    app: TieringApplication,
+    partner_id: UUID,
+    today: date,
+    pool: Pool,
+    change: Callable[[Partner], Any],
+) -> PartnerStanding:
+    """Record a change to a partner (with any promotion it brings); answer its standing."""
+
+    def record() -> Partner:
+        return app.record(partner_id, today, change)
+
+    return await changed(app, partner_id, today, pool, record)
+
+
 @partners.post("/{partner_id}/addenda", response_model=PartnerStanding, summary="Sign an addendum")
 async def sign_addendum(
     partner_id: UUID, body: AddendumRequest, app: Tiering, today: Today, pool: Pool, _: Manager
@@ -244,16 +259,12 @@ async def terminate_addendum(
     _: Manager,
 ) -> PartnerStanding:
     on = body.effective_on or today
-    return await changed(
+    return await recorded(
         app,
         partner_id,
         today,
         pool,
-        lambda: app.record(
-            partner_id,
-            today,
-            lambda p: p.terminate_addendum(motion=motion, on=on, reason=body.reason),
-        ),
+        lambda p: p.terminate_addendum(motion=motion, on=on, reason=body.reason),
     )
 
 
@@ -269,12 +280,8 @@ async def offboard(
     _: Manager,
 ) -> PartnerStanding:
     on = body.effective_on or today
-    return await changed(
-        app,
-        partner_id,
-        today,
-        pool,
-        lambda: app.record(partner_id, today, lambda p: p.offboard(on=on, reason=body.reason)),
+    return await recorded(
+        app, partner_id, today, pool, lambda p: p.offboard(on=on, reason=body.reason)
     )
 
 
@@ -295,14 +302,10 @@ async def change_regions(
     who: Manager,
 ) -> PartnerStanding:
     on = body.effective_on or today
-    return await changed(
+    return await recorded(
         app,
         partner_id,
         today,
         pool,
-        lambda: app.record(
-            partner_id,
-            today,
-            lambda p: p.operate_in(regions=body.regions, on=on, recorded_by=who.subject),
-        ),
+        lambda p: p.operate_in(regions=body.regions, on=on, recorded_by=who.subject),
     )

@@ -122,7 +122,6 @@ class Partner(Aggregate):
     ) -> None:
         self.legal_name = legal_name
         self.home_country = home_country
-        self.regions = regions
         self.motions = motions
         self.function = function
         self.category = category
@@ -247,8 +246,12 @@ class Partner(Aggregate):
 
     @event("RegionsChanged")
     def regions_changed(self, regions: list[str], effective_on: date, recorded_by: str) -> None:
-        self.regions = regions
         self.facts.regions = list(regions)
+
+    @property
+    def regions(self) -> list[str]:
+        """The regions the partner operates in (a fact its `sell` tiers are measured by)."""
+        return self.facts.regions
 
     def offboard(self, *, on: date, reason: str) -> None:
         self._require_member()
