@@ -472,14 +472,7 @@ class Partner(Aggregate):
         for standing in self.standing(policy, today, convert):
             motion = standing.assessment.motion
             if rank(policy, motion, standing.assessment.tier) > rank(policy, motion, standing.tier):
-                self.tier_changed(
-                    motion=motion,
-                    previous_tier=standing.tier,
-                    tier=standing.assessment.tier,
-                    effective_on=today,
-                    reason="promotion",
-                    metrics=standing.measured.metrics,
-                )
+                self._move_to_reached(standing, today, "promotion")
 
     def review(
         self,
@@ -499,14 +492,7 @@ class Partner(Aggregate):
             reached = rank(policy, motion, standing.assessment.tier)
             held = rank(policy, motion, standing.tier)
             if reached < held and self.quarters_below.get(motion, 0) + 1 > grace:
-                self.tier_changed(
-                    motion=motion,
-                    previous_tier=standing.tier,
-                    tier=standing.assessment.tier,
-                    effective_on=review_on,
-                    reason="demotion",
-                    metrics=standing.measured.metrics,
-                )
+                self._move_to_reached(standing, review_on, "demotion")
             elif reached < held:
                 self.fell_below(
                     motion=motion,
@@ -524,6 +510,16 @@ class Partner(Aggregate):
         if last is None or not within(last, review_on, policy.tiers.window_days):
             self.flagged_inactive(review_on=review_on, last_activity=last)
         self.quarter_reviewed(review_on=review_on)
+
+    def _move_to_reached(self, standing: Standing, on: date, reason: str) -> None:
+        self.tier_changed(
+            motion=standing.assessment.motion,
+            previous_tier=standing.tier,
+            tier=standing.assessment.tier,
+            effective_on=on,
+            reason=reason,
+            metrics=standing.measured.metrics,
+        )
 
     @event("QuarterReviewed")
     def quarter_reviewed(self, review_on: date) -> None:
