@@ -38,7 +38,7 @@ SERVICES: dict[str, ServiceEntry] = {
         "commissions",
         8002,
         "services.commissions.service:create_app",
-        commissions.CommissionsSettings,
+        ServiceSettings,
         commissions.build_runtime,
     ),
     "tiering": ServiceEntry(

@@ -85,6 +85,37 @@ class TierChanged(PublishedEvent):
     metrics: dict[str, Decimal]
 
 
+class PolicyAdopted(PublishedEvent):
+    """A version of the program's policy document (tiers and commissions), in force from a day
+    on; ``document`` is valid against ``shared.policy.ProgramPolicy``."""
+
+    event_name = "PolicyAdopted"
+    subject_field = "program_id"
+
+    program_id: UUID
+    version: int
+    effective_on: date
+    document: dict[str, Any]
+    adopted_by: str
+    note: str
+
+
+class StatementIssued(PublishedEvent):
+    """A partner's monthly statement, closed: amounts per currency, never to change again."""
+
+    event_name = "StatementIssued"
+    subject_field = "statement_id"
+
+    statement_id: UUID
+    partner_id: UUID
+    period: str
+    lines: int
+    carried_in: dict[str, Decimal]
+    totals: dict[str, Decimal]
+    payable: dict[str, Decimal]
+    carried_out: dict[str, Decimal]
+
+
 class DealRegistered(PublishedEvent):
     event_name = "DealRegistered"
     subject_field = "registration_id"
@@ -139,6 +170,28 @@ class ContractSigned(PublishedEvent):
     poached: bool = False
     incumbent_partner_id: UUID | None = None
 
+    @property
+    def first_year_value(self) -> Money:
+        """The base of sell tiers, the new-business bonus and the referral fee."""
+        return first_year_value(self.mrr, self.term_months, self.one_time)
+
+    @property
+    def booked_on(self) -> date:
+        return booked_on(self.start_date, self.occurred_at)
+
+
+def first_year_value(mrr: Money, term_months: int, one_time: Money | None) -> Money:
+    """What a term books: its first twelve months of recurring revenue, plus one-time fees."""
+    value = mrr.amount * min(term_months, 12)
+    if one_time is not None and one_time.currency == mrr.currency:
+        value += one_time.amount
+    return Money(value, mrr.currency)
+
+
+def booked_on(start_date: date, occurred_at: datetime) -> date:
+    """A contract counts from its signature, or from its start when the CRM reports it late."""
+    return min(start_date, occurred_at.date())
+
 
 class ContractRenewed(PublishedEvent):
     event_name = "ContractRenewed"
@@ -152,6 +205,14 @@ class ContractRenewed(PublishedEvent):
     end_date: date
     mrr: Money
     external_id: str | None
+
+    @property
+    def first_year_value(self) -> Money:
+        return first_year_value(self.mrr, self.term_months, None)
+
+    @property
+    def booked_on(self) -> date:
+        return booked_on(self.start_date, self.occurred_at)
 
 
 class ContractCancelled(PublishedEvent):
@@ -181,6 +242,8 @@ ALL_CONTRACTS: tuple[type[PublishedEvent], ...] = (
     PartnerEnrolled,
     PartnerMembershipChanged,
     TierChanged,
+    PolicyAdopted,
+    StatementIssued,
     DealRegistered,
     RegistrationApproved,
     ContractSigned,

@@ -58,6 +58,9 @@ class Money:
     def times(self, rate: Decimal) -> Money:
         return Money(self.amount * rate, self.currency)
 
+    def __neg__(self) -> Money:
+        return Money(-self.amount, self.currency)
+
     def rounded(self) -> Money:
         """Half-even to the currency's minor unit: done once, on a statement line."""
         exponent = Decimal(1).scaleb(-minor_units(self.currency))
@@ -90,4 +93,15 @@ class MoneyBody(BaseModel):
 
     @classmethod
     def of(cls, money: Money) -> MoneyBody:
+        return cls(amount=money.amount, currency=money.currency)
+
+
+class Amount(BaseModel):
+    """Money in an answer: may be negative (a clawback, a balance carried forward)."""
+
+    amount: Decimal = Field(examples=["-600.00"])
+    currency: str = Field(examples=["USD"])
+
+    @classmethod
+    def of(cls, money: Money) -> Amount:
         return cls(amount=money.amount, currency=money.currency)

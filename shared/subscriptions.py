@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import psycopg
-from eventsourcing.persistence import Notification, Tracking
+from eventsourcing.persistence import IntegrityError, Notification, Tracking
 from eventsourcing.postgres import PostgresApplicationRecorder
 from psycopg.sql import SQL, Identifier
 
@@ -233,13 +233,26 @@ class DecidingTarget:
     """A process application as a follower's target: it records its own decisions (events in
     its own log) together with the tracking position, through the library's process recorder."""
 
+    attempts = 5
+
     def __init__(self, app: Any) -> None:
         self.app = app
         self.name: str = app.name
+
+    def _tracked(self, tracking: Tracking) -> bool:
+        return (self.max_tracking_id(tracking.application_name) or 0) >= tracking.notification_id
 
     def max_tracking_id(self, application_name: str) -> int | None:
         result: int | None = self.app.recorder.max_tracking_id(application_name)
         return result
 
     def process(self, event: Any, tracking: Tracking) -> None:
-        self.app.process_event(event, tracking)
+        # Another writer (the clock, a command, another follower) may have saved one of the
+        # aggregates this decision changes: decide again on what it recorded.
+        for attempt in range(self.attempts):
+            try:
+                self.app.process_event(event, tracking)
+                return
+            except IntegrityError:
+                if attempt == self.attempts - 1 or self._tracked(tracking):
+                    raise

@@ -1,37 +1,154 @@
 """Commissions decides on the events it follows and records each decision in its own log,
-together with the position of the event that caused it (one transaction: exactly once)."""
+together with the position of the event that caused it (one transaction: exactly once). Thin:
+the rules live in ``domain.rules`` and the aggregates."""
 
 from __future__ import annotations
 
-from decimal import Decimal
-from typing import Any
+from collections.abc import Callable, Sequence
+from datetime import date, datetime
+from typing import Any, Protocol, TypeVar
 from uuid import UUID
 
-from eventsourcing.application import ProcessingEvent
+from eventsourcing.application import AggregateNotFoundError, ProcessingEvent
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import IntegrityError
 from eventsourcing.projection import EventSourcedProjection
 
-from services.commissions.domain import flat_rate_line
-from shared.contracts import ContractSigned
+from services.commissions.domain.partners import Account
+from services.commissions.domain.program import RateCard
+from services.commissions.domain.rules import CommissionRules
+from services.commissions.domain.statements import Statement
+from shared.contracts import (
+    ContractCancelled,
+    ContractRenewed,
+    ContractSigned,
+    PolicyAdopted,
+    PublishedEvent,
+    TierChanged,
+)
 from shared.eventlog import ServiceApplication
+
+T = TypeVar("T")
+
+FOLLOWS_REGISTRATION: list[type[PublishedEvent]] = [
+    ContractSigned,
+    ContractRenewed,
+    ContractCancelled,
+]
+FOLLOWS_TIERING: list[type[PublishedEvent]] = [TierChanged, PolicyAdopted]
+
+
+class Schedule(Protocol):
+    """What the clock asks of commissions' projections."""
+
+    def contracts_due(self, on: date) -> Sequence[UUID]: ...
+
+    def statements_open(self, through: str) -> Sequence[UUID]: ...
+
+
+class _Store:
+    def __init__(self, app: CommissionsApplication) -> None:
+        self.app = app
+
+    def find(self, aggregate_id: UUID) -> Aggregate | None:
+        try:
+            aggregate: Aggregate = self.app.repository.get(aggregate_id)
+        except AggregateNotFoundError:
+            return None
+        return aggregate
+
+    def contracts_due(self, on: date) -> Sequence[UUID]:
+        return self.app.schedule.contracts_due(on)
+
+    def statements_open(self, through: str) -> Sequence[UUID]:
+        return self.app.schedule.statements_open(through)
 
 
 class CommissionsApplication(ServiceApplication, EventSourcedProjection[UUID]):
     name = "commissions"
 
-    def __init__(self, database_url: str, *, flat_rate: Decimal, schema: str = "public") -> None:
+    def __init__(
+        self,
+        database_url: str,
+        *,
+        schedule: Schedule,
+        tiers_known: Callable[[], None] = lambda: None,
+        schema: str = "public",
+    ) -> None:
         super().__init__(database_url, schema=schema)
-        self.flat_rate = flat_rate
+        self.schedule = schedule
+        self.tiers_known = tiers_known
+        """Lets commissions catch up with tiering: a contract earns by the tier held when it
+        was signed, so tiering's decisions up to then must be known."""
 
+    def rules(self) -> CommissionRules:
+        return CommissionRules(_Store(self))
+
+    # --- reading ----------------------------------------------------------------------
+    def rate_card(self) -> RateCard:
+        try:
+            return self.get(RateCard.create_id(), RateCard)
+        except AggregateNotFoundError:
+            return RateCard()
+
+    def account(self, partner_id: UUID) -> Account | None:
+        try:
+            return self.get(partner_id, Account)
+        except AggregateNotFoundError:
+            return None
+
+    def statement(self, partner_id: UUID, period: str) -> Statement | None:
+        try:
+            return self.get(Statement.create_id(partner_id, period), Statement)
+        except AggregateNotFoundError:
+            return None
+
+    # --- the partner's election ---------------------------------------------------------
+    def elect_premium_associate(self, partner_id: UUID, *, at: datetime, by: str) -> Account:
+        def attempt() -> Account:
+            rules = self.rules()
+            account = rules.elect_premium_associate(partner_id, at=at, by=by)
+            self.save(*rules.changed())
+            return account
+
+        return self._retrying(attempt)
+
+    def withdraw_premium_associate(self, partner_id: UUID, *, at: datetime, by: str) -> Account:
+        def attempt() -> Account:
+            rules = self.rules()
+            account = rules.withdraw_premium_associate(partner_id, at=at, by=by)
+            self.save(*rules.changed())
+            return account
+
+        return self._retrying(attempt)
+
+    def _retrying(self, attempt: Callable[[], T]) -> T:
+        # A concurrent writer of the same aggregate makes our save fail on its version: decide
+        # again on what it recorded.
+        for _ in range(5):
+            try:
+                return attempt()
+            except IntegrityError:
+                continue
+        return attempt()
+
+    # --- what registration and tiering publish ------------------------------------------
     def policy(self, domain_event: Any, processing_event: ProcessingEvent[UUID]) -> None:
-        if isinstance(domain_event, ContractSigned) and domain_event.partner_id is not None:
-            processing_event.collect_events(
-                flat_rate_line(
-                    partner_id=domain_event.partner_id,
-                    contract_id=domain_event.contract_id,
-                    customer_key=domain_event.customer_key,
-                    period=domain_event.start_date.strftime("%Y-%m"),
-                    mrr=domain_event.mrr,
-                    rate=self.flat_rate,
-                    caused_by=[f"{domain_event.log}#{domain_event.position}"],
-                )
-            )
+        if isinstance(domain_event, ContractSigned):
+            self.tiers_known()
+        rules = self.rules()
+        rules.decide(domain_event)
+        processing_event.collect_events(*rules.changed())
+
+
+class MonthlyRun:
+    """Each month of a contract's terms earns as it begins; each month closes as it ends, and
+    its statements are issued."""
+
+    def __init__(self, app: CommissionsApplication) -> None:
+        self.app = app
+
+    def __call__(self, since: datetime | None, until: datetime) -> Sequence[Aggregate]:
+        rules = self.app.rules()
+        rules.run(until)
+        return rules.changed()

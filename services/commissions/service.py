@@ -4,16 +4,24 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from decimal import Decimal
 
 from fastapi import FastAPI
-from pydantic import Field
 
-from services.commissions.api import lines, tiers
-from services.commissions.application import CommissionsApplication
-from services.commissions.projections import LinesView, TiersView
+from services.commissions.api import routers
+from services.commissions.application import (
+    FOLLOWS_REGISTRATION,
+    FOLLOWS_TIERING,
+    CommissionsApplication,
+    MonthlyRun,
+)
+from services.commissions.projections import (
+    CommissionsSchedule,
+    ContractsView,
+    StatementsView,
+    TiersView,
+)
 from shared.clock import ServiceClock, utc_now
-from shared.contracts import ContractSigned, TierChanged
+from shared.contracts import TierChanged
 from shared.runtime import ServiceRuntime, open_database, own_log, published_log
 from shared.settings import ServiceSettings
 from shared.subscriptions import DecidingTarget, Follower
@@ -22,51 +30,64 @@ from shared.web import create_service_api
 NAME = "commissions"
 
 
-class CommissionsSettings(ServiceSettings):
-    commissions_flat_rate: Decimal = Field(
-        default=Decimal("0.10"),
-        ge=0,
-        le=1,
-        description="Rate of the first month's recurring revenue paid on a contract won.",
-    )
-
-
 def build_runtime(
-    settings: CommissionsSettings | None = None, *, now: Callable[[], datetime] = utc_now
+    settings: ServiceSettings | None = None, *, now: Callable[[], datetime] = utc_now
 ) -> ServiceRuntime:
-    settings = settings or CommissionsSettings()
+    settings = settings or ServiceSettings()
     database = open_database(settings)
     url, schema = database.url, database.schema
-    app = CommissionsApplication(url, flat_rate=settings.commissions_flat_rate, schema=schema)
     tier_view = TiersView.open(url, schema=schema)
-    line_view = LinesView.open(url, schema=schema)
-    registration = published_log(url, "registration", [ContractSigned], schema=schema)
-    tiering = published_log(url, "tiering", [TierChanged], schema=schema)
+    statements = StatementsView.open(url, schema=schema)
+    contracts = ContractsView.open(url, schema=schema)
+    tiering_decisions = published_log(url, "tiering", FOLLOWS_TIERING, schema=schema)
+    follows_tiering: list[Follower] = []
+    app = CommissionsApplication(
+        url,
+        schedule=CommissionsSchedule(contracts, statements),
+        tiers_known=lambda: follows_tiering[0].sync(timeout=30),
+        schema=schema,
+    )
+    follows_tiering.append(Follower(tiering_decisions, DecidingTarget(app), url))
+    registration = published_log(url, "registration", FOLLOWS_REGISTRATION, schema=schema)
+    tiering_tiers = published_log(url, "tiering", [TierChanged], schema=schema)
+    follows_registration = Follower(registration, DecidingTarget(app), url)
+    follows_statements = Follower(own_log(app, StatementsView), statements, url)
+    follows_contracts = Follower(own_log(app, ContractsView), contracts, url)
     return ServiceRuntime(
         name=NAME,
         settings=settings,
         database_url=url,
         app=app,
         followers=[
-            Follower(registration, DecidingTarget(app), url),
-            Follower(tiering, tier_view, url),
-            Follower(own_log(app, LinesView), line_view, url),
+            follows_registration,
+            *follows_tiering,
+            Follower(tiering_tiers, tier_view, url),
+            follows_statements,
+            follows_contracts,
         ],
-        clock=ServiceClock(app, NAME, jobs=[], now=now),
+        clock=ServiceClock(
+            app,
+            NAME,
+            jobs=[MonthlyRun(app)],
+            needs=[*follows_tiering, follows_registration, follows_contracts, follows_statements],
+            now=now,
+        ),
         embedded_server=database.embedded_server,
         closers=[
             tier_view.close,
-            line_view.close,
+            statements.close,
+            contracts.close,
             registration.recorder.datastore.close,
-            tiering.recorder.datastore.close,
+            tiering_decisions.recorder.datastore.close,
+            tiering_tiers.recorder.datastore.close,
         ],
     )
 
 
-def create_app(settings: CommissionsSettings | None = None) -> FastAPI:
+def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     return create_service_api(
         build_runtime(settings),
-        [lines, tiers],
+        routers,
         title="dealreg commissions",
         description="What partners earn on the contracts they win, line by line, explained.",
     )

@@ -16,8 +16,7 @@ from eventsourcing.persistence import IntegrityError
 from eventsourcing.projection import EventSourcedProjection
 
 from services.tiering.domain.partners import Partner, Standing
-from services.tiering.domain.policy import ProgramPolicy
-from services.tiering.domain.program import PolicyVersion, Program
+from services.tiering.domain.program import Program
 from shared.contracts import (
     ContractCancelled,
     ContractRenewed,
@@ -26,7 +25,7 @@ from shared.contracts import (
     RegistrationApproved,
 )
 from shared.eventlog import ServiceApplication
-from shared.money import Money
+from shared.policy import PolicyVersion, ProgramPolicy
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -38,19 +37,6 @@ FOLLOWS: list[type[PublishedEvent]] = [
     ContractCancelled,
 ]
 """What tiering reads of registration's log."""
-
-
-def first_year_value(mrr: Money, term_months: int, one_time: Money | None) -> Money:
-    """What a term books: its first twelve months of recurring revenue, plus one-time fees."""
-    value = mrr.amount * min(term_months, 12)
-    if one_time is not None and one_time.currency == mrr.currency:
-        value += one_time.amount
-    return Money(value, mrr.currency)
-
-
-def booked_on(start_date: date, occurred_at: datetime) -> date:
-    """A contract counts from its signature, or from its start when the CRM reports it late."""
-    return min(start_date, occurred_at.date())
 
 
 class Members(Protocol):
@@ -202,8 +188,8 @@ class TieringApplication(ServiceApplication, EventSourcedProjection[UUID]):
             return partner.book(
                 contract_id=event.contract_id,
                 motion=event.motion or "sell",
-                booked_on=booked_on(event.start_date, event.occurred_at),
-                first_year_value=first_year_value(event.mrr, event.term_months, event.one_time),
+                booked_on=event.booked_on,
+                first_year_value=event.first_year_value,
             )
         if isinstance(event, ContractRenewed):
             signed = partner.booking_of(event.contract_id)
@@ -213,8 +199,8 @@ class TieringApplication(ServiceApplication, EventSourcedProjection[UUID]):
                 booking_id=uuid5(NAMESPACE_URL, f"{event.contract_id}/renewal/{event.start_date}"),
                 contract_id=event.contract_id,
                 motion="sell",
-                booked_on=booked_on(event.start_date, event.occurred_at),
-                first_year_value=first_year_value(event.mrr, event.term_months, None),
+                booked_on=event.booked_on,
+                first_year_value=event.first_year_value,
             )
         if isinstance(event, ContractCancelled):
             return partner.cancel_booking(contract_id=event.contract_id, on=event.effective_on)

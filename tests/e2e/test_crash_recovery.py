@@ -1,5 +1,5 @@
 """Commissions killed with SIGKILL mid-stream: after a restart its projection equals a rebuild
-from the logs, with every contract's line once: nothing missing, nothing twice."""
+from the logs, with every contract's bonus line once: nothing missing, nothing twice."""
 
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ def test_sigkill_in_the_middle_loses_nothing_and_doubles_nothing(stack: Stack) -
             cursor = None
             while True:
                 params: dict[str, Any] = {"limit": 1000, **({"cursor": cursor} if cursor else {})}
-                page = commissions.get("/v1/lines", params=params, headers=finance).json()
+                page = commissions.get("/v1/ledger", params=params, headers=finance).json()
                 lines += page["lines"]
                 if not (cursor := page["next_cursor"]):
                     return lines if len(lines) >= CONTRACTS else None
@@ -76,7 +76,7 @@ def test_sigkill_in_the_middle_loses_nothing_and_doubles_nothing(stack: Stack) -
     assert sorted(line["contract_id"] for line in lines) == sorted(contract_ids)
     with psycopg.connect(stack.database_url) as conn:
         decided = conn.execute(
-            "SELECT count(*) FROM commissions_events WHERE topic LIKE '%CommissionLine.Accrued'"
+            "SELECT count(*) FROM commissions_events WHERE topic LIKE '%Contract.Opened'"
         ).fetchone()
     assert decided == (CONTRACTS,)
 

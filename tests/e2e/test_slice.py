@@ -37,7 +37,8 @@ def test_enrol_register_sign_and_every_service_reacts(stack: Stack) -> None:
         )
         assert standing["tiers"] == {"refer": "associate", "sell": "registered"}
 
-        # commissions shows a line for the contract signed at registration
+        # commissions pays the new-business bonus on the contract signed at registration (its
+        # months earn as the clock reaches them)
         contract = registration.post(
             "/v1/contracts",
             json={
@@ -49,12 +50,13 @@ def test_enrol_register_sign_and_every_service_reacts(stack: Stack) -> None:
         ).json()
         lines = eventually(
             lambda: commissions.get(
-                "/v1/lines", params={"partner_id": partner_id}, headers=bearer(Role.FINANCE)
+                "/v1/ledger", params={"partner_id": partner_id}, headers=bearer(Role.FINANCE)
             ).json()["lines"]
         )
         (line,) = lines
         assert line["contract_id"] == contract["contract_id"]
-        assert line["amount"] == {"amount": "300.00", "currency": "USD"}
+        assert line["rule"] == "new_business_bonus"
+        assert line["amount"] == {"amount": "1800.00", "currency": "USD"}  # 5% of 36,000.00
         assert line["caused_by"]
         assert line["caused_by"][0].startswith("registration#")
 

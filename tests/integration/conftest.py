@@ -35,6 +35,6 @@ def clients(settings_for: Callable[..., Any]) -> Iterator[Clients]:
     with (
         TestClient(tiering.create_app(settings_for())) as t,
         TestClient(registration.create_app(settings_for())) as r,
-        TestClient(commissions.create_app(settings_for(commissions.CommissionsSettings))) as c,
+        TestClient(commissions.create_app(settings_for())) as c,
     ):
         yield Clients(t, r, c)

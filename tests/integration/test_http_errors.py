@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
@@ -13,7 +14,7 @@ from tests.integration.conftest import Clients
 PROTECTED = {
     "tiering": ("POST", "/v1/partners", {"legal_name": 7}),
     "registration": ("POST", "/v1/registrations", {"customer": "nope"}),
-    "commissions": ("GET", "/v1/lines?period=last-month", None),
+    "commissions": ("GET", "/v1/ledger?period_from=last-month", None),
 }
 
 
@@ -70,7 +71,10 @@ def test_the_log_is_for_auditors_and_admins(clients: Clients, service: str) -> N
 def test_health_readiness_metrics_and_openapi(clients: Clients, service: str) -> None:
     client = getattr(clients, service)
     assert client.get("/healthz").json() == {"status": "ok", "service": service}
-    assert client.get("/readyz").status_code == 200
+    deadline = time.monotonic() + 30  # as an orchestrator does: poll until the followers lead
+    while (ready := client.get("/readyz")).status_code != 200 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert ready.status_code == 200, ready.text
     metrics = client.get("/metrics").text
     assert "dealreg_subscription_lag_events" in metrics
     assert client.get("/openapi.json").json()["openapi"].startswith("3.1")

@@ -4,7 +4,6 @@ from uuid import uuid4
 
 import pytest
 
-from services.commissions.domain import flat_rate_line
 from services.registration.domain.contracts import Contract, contract_end
 from services.registration.domain.registrations import CustomerClaim
 from services.tiering.domain.partners import MembershipError, Partner
@@ -97,17 +96,3 @@ def test_a_claim_protects_through_its_last_day_and_its_id_is_the_key() -> None:
     assert claim.protects_on(date(2026, 3, 31))
     assert not claim.protects_on(date(2026, 4, 1))
     assert claim.id == CustomerClaim.create_id("domain:acme.com", "cloud")
-
-
-def test_flat_rate_line_rounds_once_half_even() -> None:
-    line = flat_rate_line(
-        partner_id=uuid4(),
-        contract_id=uuid4(),
-        customer_key="k",
-        period="2026-01",
-        mrr=Money(Decimal("1000.05"), "USD"),
-        rate=Decimal("0.10"),
-        caused_by=["registration#1"],
-    )
-    assert line.amount == Money(Decimal("100.00"), "USD")
-    assert line.base == Money(Decimal("1000.05"), "USD")

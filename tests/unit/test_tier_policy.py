@@ -6,12 +6,12 @@ from decimal import Decimal
 
 import pytest
 
-from services.tiering.domain.policy import (
+from services.tiering.domain.standing import Shortfall, assess
+from shared.policy import (
     PolicyDocumentError,
     default_policy,
     parse_policy,
 )
-from services.tiering.domain.standing import Shortfall, assess
 
 D = Decimal
 

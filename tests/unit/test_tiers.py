@@ -12,10 +12,10 @@ from eventsourcing.persistence import JSONTranscoder
 
 from services.tiering.domain.metrics import measure, within
 from services.tiering.domain.partners import Partner
-from services.tiering.domain.policy import ProgramPolicy, default_policy
 from services.tiering.domain.program import PolicyChangeError, Program
 from shared.codec import register_transcodings
 from shared.money import Money
+from shared.policy import ProgramPolicy, default_policy
 
 POLICY = default_policy()
 EUR_IN_USD = Decimal("1.10")
@@ -282,6 +282,9 @@ def test_rates_of_a_month_or_the_latest_before_it() -> None:
 def test_a_tier_the_policy_no_longer_names_gives_way_to_the_tier_reached() -> None:
     document = default_policy().model_dump(mode="json")
     document["tiers"]["motions"]["sell"]["tiers"][1]["name"] = "silver"
+    document["commissions"]["resale_margin"]["silver"] = document["commissions"][
+        "resale_margin"
+    ].pop("certified")
     renamed = ProgramPolicy.model_validate(document)
     p = partner()
     book(p, "30000", date(2027, 2, 1))

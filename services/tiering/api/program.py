@@ -12,9 +12,9 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from services.tiering.api.common import Admin, Staff, Tiering, Today
-from services.tiering.domain.policy import PolicyDocumentError, parse_policy
-from services.tiering.domain.program import PolicyChangeError, PolicyVersion
+from services.tiering.domain.program import PolicyChangeError
 from shared.auth import Allow, Principal, Role
+from shared.policy import PolicyDocumentError, PolicyVersion, parse_policy
 from shared.problems import Problem
 
 program = APIRouter(prefix="/v1/program", tags=["program"])

@@ -8,8 +8,8 @@ from datetime import date, timedelta
 from decimal import Decimal
 from uuid import UUID
 
-from services.tiering.domain.policy import Motion
 from shared.money import Money
+from shared.policy import Motion
 
 Convert = Callable[[Money, date], Decimal | None]
 """Money into the reporting currency at the rate published for the month of a day (None when

@@ -19,10 +19,10 @@ from services.tiering.domain.metrics import (
     measure,
     within,
 )
-from services.tiering.domain.policy import ProgramPolicy
 from services.tiering.domain.standing import TierAssessment, assess, rank
 from shared.contracts import publishes
 from shared.money import Money
+from shared.policy import ProgramPolicy
 
 ADDENDUM_MOTIONS = ("sell", "manage", "service", "build")
 """Motions that need an addendum to the main agreement; every partner may also `refer`."""

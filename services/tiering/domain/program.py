@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -10,27 +9,21 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
-from services.tiering.domain.policy import ProgramPolicy, default_policy
+import shared.contracts as published
+from shared.contracts import publishes
 from shared.money import Money
+from shared.policy import PolicyVersion, PolicyVersions, ProgramPolicy
 
 
 class PolicyChangeError(ValueError):
     """A policy change or a rate the program cannot take."""
 
 
-@dataclass(frozen=True)
-class PolicyVersion:
-    version: int
-    effective_on: date
-    policy: ProgramPolicy
-    adopted_by: str
-    note: str
-
-
 def first_of_month(day: date) -> date:
     return day.replace(day=1)
 
 
+@publishes(PolicyAdopted=published.PolicyAdopted)
 class Program(Aggregate):
     """One per deployment. Version 1 is DOMAIN.md's policy, in force from the beginning."""
 
@@ -40,9 +33,7 @@ class Program(Aggregate):
 
     @event("Started")
     def __init__(self) -> None:
-        self.versions: list[PolicyVersion] = [
-            PolicyVersion(1, date.min, default_policy(), "dealreg", "DOMAIN.md's defaults")
-        ]
+        self.policies = PolicyVersions()
         self.rates: dict[date, dict[str, Decimal]] = {}
 
     # --- policy ---------------------------------------------------------------------------
@@ -55,43 +46,44 @@ class Program(Aggregate):
             raise PolicyChangeError(
                 f"a policy cannot take effect in the past ({effective_on} is before {today})"
             )
-        current = self.versions[-1].policy
+        current = self.policies.latest.policy
         if policy.reporting_currency != current.reporting_currency:
             raise PolicyChangeError(
                 f"the reporting currency is {current.reporting_currency} and cannot change"
             )
         self.policy_adopted(
-            version=len(self.versions) + 1,
+            version=self.policies.latest.version + 1,
             effective_on=effective_on,
             document=policy.model_dump(mode="json"),
             adopted_by=by,
             note=note,
         )
-        return self.versions[-1]
+        return self.policies.latest
 
     @event("PolicyAdopted")
     def policy_adopted(
         self, version: int, effective_on: date, document: dict[str, Any], adopted_by: str, note: str
     ) -> None:
-        policy = ProgramPolicy.model_validate(document)
-        # A later version effective earlier than a pending one supersedes it from its day.
-        self.versions = [v for v in self.versions if v.effective_on < effective_on]
-        self.versions.append(PolicyVersion(version, effective_on, policy, adopted_by, note))
+        self.policies.add(version, effective_on, document, adopted_by, note)
+
+    @property
+    def versions(self) -> list[PolicyVersion]:
+        return self.policies.versions
 
     def version_on(self, day: date) -> PolicyVersion:
-        return [v for v in self.versions if v.effective_on <= day][-1]
+        return self.policies.version_on(day)
 
     def policy_on(self, day: date) -> ProgramPolicy:
-        return self.version_on(day).policy
+        return self.policies.policy_on(day)
 
     def changes_between(self, after: date, until: date) -> list[PolicyVersion]:
         """Versions taking effect in (after, until]: the days the clock re-assesses everyone."""
-        return [v for v in self.versions if after < v.effective_on <= until]
+        return self.policies.changes_between(after, until)
 
     # --- rates ----------------------------------------------------------------------------
     def publish_rates(self, *, month: date, rates: dict[str, Decimal], by: str) -> None:
         """What one unit of each currency is worth in the reporting currency, for a month."""
-        reporting = self.versions[-1].policy.reporting_currency
+        reporting = self.policies.latest.policy.reporting_currency
         for currency, rate in rates.items():
             if len(currency) != 3 or not currency.isalpha() or not currency.isupper():
                 raise PolicyChangeError(f"{currency!r} is not an ISO 4217 currency code")

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
-from services.tiering.domain.policy import Motion, ProgramPolicy
+from shared.policy import Motion, ProgramPolicy
 
 
 @dataclass(frozen=True)

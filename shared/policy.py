@@ -1,13 +1,17 @@
-"""The program's policy as data: tier thresholds, windows and lists, versioned and validated.
+"""The program's policy as data: tier thresholds and windows, commission rates; versioned and
+validated.
 
 A policy document is YAML or JSON. DOMAIN.md's numbers are the default document
-(`default-policy.yaml` beside this file); a program admin adopts a new version with an
-effective date, and every result is computed under the version in force at its time.
+(`default-policy.yaml` beside this file); a program admin adopts a new version at tiering with an
+effective date, tiering publishes it (`PolicyAdopted`), and every result, a tier or a commission,
+is computed under the version in force at its time.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from datetime import date
 from decimal import Decimal
 from functools import cache
 from pathlib import Path
@@ -93,6 +97,48 @@ class TierPolicy(BaseModel):
         return self
 
 
+Rate = Annotated[Decimal, Field(ge=0, le=1)]
+
+
+class PremiumAssociate(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rate: Rate = Field(
+        default=Decimal("0.03"), description="Of the customer's MRR, every month of the term"
+    )
+    qualifying_referrals: int = Field(
+        default=5, ge=0, description="Won referrals in the window before one that may earn it"
+    )
+    window_days: int = Field(default=365, ge=1)
+
+
+class CommissionPolicy(BaseModel):
+    """What partners earn; rates are fractions (0.10 is 10%)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    resale_margin: dict[str, Rate] = Field(
+        default={
+            "registered": Decimal("0.05"),
+            "certified": Decimal("0.10"),
+            "premier_certified": Decimal("0.15"),
+            "alliance": Decimal("0.20"),
+        },
+        description="Margin on recurring revenue by sell tier; one rate for every sell tier",
+    )
+    new_business_bonus: Rate = Field(
+        default=Decimal("0.05"), description="Of first-year value, for a customer new to the vendor"
+    )
+    poaching_cap: Rate = Field(
+        default=Decimal("0.05"), description="Highest margin on a contract won while poaching"
+    )
+    referral_fee: Rate = Field(default=Decimal("0.10"), description="Of first-year value, once")
+    premium_associate: PremiumAssociate = PremiumAssociate()
+    clawback_days: int = Field(
+        default=90, ge=0, description="A cancellation this soon reverses one-time fees and bonuses"
+    )
+
+
 class ProgramPolicy(BaseModel):
     """One version of the program's policy document."""
 
@@ -100,6 +146,18 @@ class ProgramPolicy(BaseModel):
 
     reporting_currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
     tiers: TierPolicy
+    commissions: CommissionPolicy = CommissionPolicy()
+
+    @model_validator(mode="after")
+    def _margin_for_every_sell_tier(self) -> ProgramPolicy:
+        tiers = set(self.tier_order("sell"))
+        rated = set(self.commissions.resale_margin)
+        if tiers != rated:
+            raise ValueError(
+                f"commissions.resale_margin must give a rate for each sell tier {sorted(tiers)}"
+                f" and no other (it has {sorted(rated)})"
+            )
+        return self
 
     def tier_order(self, motion: Motion) -> list[str]:
         return [rule.name for rule in self.tiers.motions[motion].tiers]
@@ -112,9 +170,23 @@ class PolicyDocumentError(ValueError):
     """A policy document that cannot be read or breaks the rules of a policy."""
 
 
+class _DecimalLoader(yaml.SafeLoader):
+    """Reads numbers with a fraction as exact decimals: a rate of 0.10 never passes a float."""
+
+
+_DecimalLoader.add_constructor(
+    "tag:yaml.org,2002:float",
+    lambda loader, node: Decimal(loader.construct_scalar(node)),  # type: ignore[arg-type]
+)
+
+
 def parse_policy(text: str | bytes, *, media_type: str = "application/yaml") -> ProgramPolicy:
     try:
-        data: Any = json.loads(text) if "json" in media_type else yaml.safe_load(text)
+        data: Any = (
+            json.loads(text, parse_float=Decimal)
+            if "json" in media_type
+            else yaml.load(text, Loader=_DecimalLoader)  # noqa: S506 (a safe loader)
+        )
     except (ValueError, yaml.YAMLError) as error:
         raise PolicyDocumentError(f"not a readable {media_type} document: {error}") from error
     try:
@@ -131,3 +203,44 @@ def parse_policy(text: str | bytes, *, media_type: str = "application/yaml") -> 
 def default_policy() -> ProgramPolicy:
     """DOMAIN.md's policy."""
     return parse_policy((Path(__file__).with_name("default-policy.yaml")).read_text())
+
+
+@dataclass(frozen=True)
+class PolicyVersion:
+    version: int
+    effective_on: date
+    policy: ProgramPolicy
+    adopted_by: str
+    note: str
+
+
+class PolicyVersions:
+    """The versions of the policy document over time: version 1 is DOMAIN.md's, in force from the
+    beginning. Tiering adopts versions; commissions follows what tiering publishes."""
+
+    def __init__(self) -> None:
+        self.versions: list[PolicyVersion] = [
+            PolicyVersion(1, date.min, default_policy(), "dealreg", "DOMAIN.md's defaults")
+        ]
+
+    def add(
+        self, version: int, effective_on: date, document: dict[str, Any], adopted_by: str, note: str
+    ) -> None:
+        policy = ProgramPolicy.model_validate(document)
+        # A later version effective earlier than a pending one supersedes it from its day.
+        self.versions = [v for v in self.versions if v.effective_on < effective_on]
+        self.versions.append(PolicyVersion(version, effective_on, policy, adopted_by, note))
+
+    @property
+    def latest(self) -> PolicyVersion:
+        return self.versions[-1]
+
+    def version_on(self, day: date) -> PolicyVersion:
+        return [v for v in self.versions if v.effective_on <= day][-1]
+
+    def policy_on(self, day: date) -> ProgramPolicy:
+        return self.version_on(day).policy
+
+    def changes_between(self, after: date, until: date) -> list[PolicyVersion]:
+        """Versions taking effect in (after, until]."""
+        return [v for v in self.versions if after < v.effective_on <= until]

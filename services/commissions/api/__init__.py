@@ -1,0 +1,11 @@
+"""Commissions' HTTP API: one router per resource."""
+
+from services.commissions.api.ledger import ledger
+from services.commissions.api.partners import partner_tiers, partners
+from services.commissions.api.payouts import payouts
+from services.commissions.api.rates import rates
+from services.commissions.api.statements import statements
+
+routers = [statements, ledger, payouts, partners, partner_tiers, rates]
+
+__all__ = ["routers"]

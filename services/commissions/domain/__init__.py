@@ -1,0 +1,1 @@
+"""Commissions' domain: what the program pays (rates, locks, contracts) and the statements."""
