@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import JSONTranscoder, StoredEvent
+from eventsourcing.persistence import IntegrityError, JSONTranscoder, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresFactory
 from eventsourcing.utils import Environment
 from psycopg.sql import SQL, Identifier
@@ -17,6 +17,7 @@ from shared.codec import register_transcodings
 from shared.database import creating_tables, eventsourcing_env
 
 TAggregate = TypeVar("TAggregate")
+T = TypeVar("T")
 
 
 class ServiceApplication(Application[UUID]):
@@ -31,6 +32,16 @@ class ServiceApplication(Application[UUID]):
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         register_transcodings(transcoder)
+
+    def retrying(self, attempt: Callable[[], T], attempts: int = 5) -> T:
+        """A command that loads, decides and saves: a concurrent writer of the same aggregate
+        makes the save fail on its version, so load again and decide on what it recorded."""
+        for _ in range(attempts - 1):
+            try:
+                return attempt()
+            except IntegrityError:
+                continue
+        return attempt()
 
     def get(self, aggregate_id: UUID, kind: type[TAggregate]) -> TAggregate:
         """An aggregate of a given kind; any other kind under that id is not found."""

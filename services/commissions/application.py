@@ -6,12 +6,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import date, datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, ProcessingEvent
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import IntegrityError
 from eventsourcing.projection import EventSourcedProjection
 
 from services.commissions.domain.partners import Account
@@ -27,8 +26,6 @@ from shared.contracts import (
     TierChanged,
 )
 from shared.eventlog import ServiceApplication
-
-T = TypeVar("T")
 
 FOLLOWS_REGISTRATION: list[type[PublishedEvent]] = [
     ContractSigned,
@@ -105,32 +102,23 @@ class CommissionsApplication(ServiceApplication, EventSourcedProjection[UUID]):
 
     # --- the partner's election ---------------------------------------------------------
     def elect_premium_associate(self, partner_id: UUID, *, at: datetime, by: str) -> Account:
-        def attempt() -> Account:
-            rules = self.rules()
-            account = rules.elect_premium_associate(partner_id, at=at, by=by)
-            self.save(*rules.changed())
-            return account
-
-        return self._retrying(attempt)
+        return self._change_account(
+            lambda rules: rules.elect_premium_associate(partner_id, at=at, by=by)
+        )
 
     def withdraw_premium_associate(self, partner_id: UUID, *, at: datetime, by: str) -> Account:
+        return self._change_account(
+            lambda rules: rules.withdraw_premium_associate(partner_id, at=at, by=by)
+        )
+
+    def _change_account(self, change: Callable[[CommissionRules], Account]) -> Account:
         def attempt() -> Account:
             rules = self.rules()
-            account = rules.withdraw_premium_associate(partner_id, at=at, by=by)
+            account = change(rules)
             self.save(*rules.changed())
             return account
 
-        return self._retrying(attempt)
-
-    def _retrying(self, attempt: Callable[[], T]) -> T:
-        # A concurrent writer of the same aggregate makes our save fail on its version: decide
-        # again on what it recorded.
-        for _ in range(5):
-            try:
-                return attempt()
-            except IntegrityError:
-                continue
-        return attempt()
+        return self.retrying(attempt)
 
     # --- what registration and tiering publish ------------------------------------------
     def policy(self, domain_event: Any, processing_event: ProcessingEvent[UUID]) -> None:

@@ -7,12 +7,11 @@ import logging
 from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.application import AggregateNotFoundError, ProcessingEvent
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import IntegrityError
 from eventsourcing.projection import EventSourcedProjection
 
 from services.tiering.domain.partners import Partner, Standing
@@ -28,7 +27,6 @@ from shared.eventlog import ServiceApplication
 from shared.policy import PolicyVersion, ProgramPolicy
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 FOLLOWS: list[type[PublishedEvent]] = [
     RegistrationApproved,
@@ -117,7 +115,7 @@ class TieringApplication(ServiceApplication, EventSourcedProjection[UUID]):
             self.save(partner)
             return partner
 
-        return self._retrying(attempt)
+        return self.retrying(attempt)
 
     # --- the program --------------------------------------------------------------------
     def adopt_policy(
@@ -131,7 +129,7 @@ class TieringApplication(ServiceApplication, EventSourcedProjection[UUID]):
             self.save(program)
             return version
 
-        return self._retrying(attempt)
+        return self.retrying(attempt)
 
     def publish_rates(
         self, *, month: date, rates: dict[str, Decimal], by: str, today: date
@@ -151,17 +149,7 @@ class TieringApplication(ServiceApplication, EventSourcedProjection[UUID]):
             self.save(program, *promoted)
             return program
 
-        return self._retrying(attempt)
-
-    def _retrying(self, attempt: Callable[[], T]) -> T:
-        # A concurrent writer of the same aggregate makes our save fail on its version: decide
-        # again on what it recorded.
-        for _ in range(5):
-            try:
-                return attempt()
-            except IntegrityError:
-                continue
-        return attempt()
+        return self.retrying(attempt)
 
     # --- what registration publishes --------------------------------------------------
     def policy(self, domain_event: Any, processing_event: ProcessingEvent[UUID]) -> None:

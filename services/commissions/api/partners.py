@@ -3,6 +3,7 @@ associate election; and the tiers commissions pays by."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated
@@ -78,9 +79,20 @@ def get_account(partner_id: UUID, app: Commissions, principal: Reader, now: Now)
     return _account_view(app, account, now)
 
 
-def _may_elect(principal: Principal, partner_id: UUID) -> None:
+async def _elected(
+    change: Callable[..., Account],
+    partner_id: UUID,
+    app: Commissions,
+    principal: Principal,
+    now: datetime,
+) -> AccountView:
     if principal.role is Role.PARTNER and principal.partner_id != partner_id:
         raise Problem(403, "other-partner", "A partner makes its own election only.")
+    try:
+        account = await run_in_threadpool(change, partner_id, at=now, by=principal.subject)
+    except ElectionError as error:
+        raise Problem(409, "election-refused", str(error)) from error
+    return _account_view(app, account, now)
 
 
 @partners.post(
@@ -92,14 +104,7 @@ def _may_elect(principal: Principal, partner_id: UUID) -> None:
 async def elect_premium_associate(
     partner_id: UUID, app: Commissions, principal: Elector, now: Now
 ) -> AccountView:
-    _may_elect(principal, partner_id)
-    try:
-        account = await run_in_threadpool(
-            app.elect_premium_associate, partner_id, at=now, by=principal.subject
-        )
-    except ElectionError as error:
-        raise Problem(409, "election-refused", str(error)) from error
-    return _account_view(app, account, now)
+    return await _elected(app.elect_premium_associate, partner_id, app, principal, now)
 
 
 @partners.delete(
@@ -110,14 +115,7 @@ async def elect_premium_associate(
 async def withdraw_premium_associate(
     partner_id: UUID, app: Commissions, principal: Elector, now: Now
 ) -> AccountView:
-    _may_elect(principal, partner_id)
-    try:
-        account = await run_in_threadpool(
-            app.withdraw_premium_associate, partner_id, at=now, by=principal.subject
-        )
-    except ElectionError as error:
-        raise Problem(409, "election-refused", str(error)) from error
-    return _account_view(app, account, now)
+    return await _elected(app.withdraw_premium_associate, partner_id, app, principal, now)
 
 
 class PartnerTier(BaseModel):
