@@ -50,11 +50,17 @@ def own_log(app: ServiceApplication, view: type[View] | None = None) -> Source:
 
 
 def published_log(
-    database_url: str, log: str, contracts: list[type[PublishedEvent]], *, schema: str
+    database_url: str,
+    log: str,
+    contracts: list[type[PublishedEvent]],
+    *,
+    schema: str,
+    recorder: PostgresApplicationRecorder | None = None,
 ) -> Source:
-    """Another service's log, of which only the published events named are read."""
+    """Another service's log, of which only the published events named are read (through the
+    reader of another source of the same log, if given: connections are few)."""
     language = PublishedLanguage(log, contracts)
-    recorder = open_log(database_url, log, schema=schema)
+    recorder = recorder or open_log(database_url, log, schema=schema)
     return Source(log, recorder, language.decode, topics=language.topics)
 
 

@@ -1,5 +1,5 @@
-"""Commissions' read models: statements and their lines, contracts and when each earns next
-(from its own log), and partner tiers (from tiering's)."""
+"""Commissions' read models: the ledger (statements, lines, contracts and when each earns
+next) from its own log, and partner tiers from tiering's."""
 
 from __future__ import annotations
 
@@ -43,9 +43,12 @@ def _amounts(amounts: dict[str, Any]) -> Jsonb:
     return Jsonb({currency: str(amount) for currency, amount in amounts.items()})
 
 
-class StatementsView(View):
-    name = "commissions_statements"
-    tables = ("commissions_statements", "commissions_lines")
+class LedgerView(View):
+    """Statements and their lines; contracts through partners, how each earns and the next
+    month it has to earn (what the clock asks)."""
+
+    name = "commissions_ledger"
+    tables = ("commissions_statements", "commissions_lines", "commissions_contracts")
     create_sql = (
         "CREATE TABLE IF NOT EXISTS {schema}.commissions_statements ("
         " statement_id uuid PRIMARY KEY, partner_id uuid NOT NULL, period text NOT NULL,"
@@ -69,10 +72,18 @@ class StatementsView(View):
         " ON {schema}.commissions_lines (partner_id, period, seq)",
         "CREATE INDEX IF NOT EXISTS commissions_lines_contract"
         " ON {schema}.commissions_lines (contract_id)",
+        "CREATE TABLE IF NOT EXISTS {schema}.commissions_contracts ("
+        " contract_id uuid PRIMARY KEY, partner_id uuid NOT NULL, customer_key text NOT NULL,"
+        " motion text NOT NULL, rule text, rate numeric, explanation text,"
+        " start_date date NOT NULL, cancelled_on date, next_due date)",
+        "CREATE INDEX IF NOT EXISTS commissions_contracts_due"
+        " ON {schema}.commissions_contracts (next_due) WHERE next_due IS NOT NULL",
+        "CREATE INDEX IF NOT EXISTS commissions_contracts_partner"
+        " ON {schema}.commissions_contracts (partner_id)",
     )
 
     @on(Statement.Opened)  # type: ignore[attr-defined]
-    def _opened(self, curs: Cursor[DictRow], event: Any) -> None:
+    def _statement_opened(self, curs: Cursor[DictRow], event: Any) -> None:
         curs.execute(
             self.statement(
                 "INSERT INTO {schema}.commissions_statements"
@@ -144,25 +155,8 @@ class StatementsView(View):
             )
             return [row["statement_id"] for row in curs.fetchall()]
 
-
-class ContractsView(View):
-    """Contracts through partners: how each earns, and the next month it has to earn."""
-
-    name = "commissions_contracts"
-    tables = ("commissions_contracts",)
-    create_sql = (
-        "CREATE TABLE IF NOT EXISTS {schema}.commissions_contracts ("
-        " contract_id uuid PRIMARY KEY, partner_id uuid NOT NULL, customer_key text NOT NULL,"
-        " motion text NOT NULL, rule text, rate numeric, explanation text,"
-        " start_date date NOT NULL, cancelled_on date, next_due date)",
-        "CREATE INDEX IF NOT EXISTS commissions_contracts_due"
-        " ON {schema}.commissions_contracts (next_due) WHERE next_due IS NOT NULL",
-        "CREATE INDEX IF NOT EXISTS commissions_contracts_partner"
-        " ON {schema}.commissions_contracts (partner_id)",
-    )
-
     @on(Contract.Opened)  # type: ignore[attr-defined]
-    def _opened(self, curs: Cursor[DictRow], event: Any) -> None:
+    def _contract_opened(self, curs: Cursor[DictRow], event: Any) -> None:
         earning = event.earning or {}
         curs.execute(
             self.statement(
@@ -183,7 +177,7 @@ class ContractsView(View):
         )
 
     @on(Contract.LinePaid, Contract.Renewed)  # type: ignore[attr-defined]
-    def _next_due(self, curs: Cursor[DictRow], event: Any) -> None:
+    def _contract_next_due(self, curs: Cursor[DictRow], event: Any) -> None:
         curs.execute(
             self.statement(
                 "UPDATE {schema}.commissions_contracts SET next_due = %s WHERE contract_id = %s"
@@ -192,7 +186,7 @@ class ContractsView(View):
         )
 
     @on(Contract.Cancelled)  # type: ignore[attr-defined]
-    def _cancelled(self, curs: Cursor[DictRow], event: Any) -> None:
+    def _contract_cancelled(self, curs: Cursor[DictRow], event: Any) -> None:
         curs.execute(
             self.statement(
                 "UPDATE {schema}.commissions_contracts SET next_due = %s, cancelled_on = %s"
@@ -211,17 +205,3 @@ class ContractsView(View):
                 (on,),
             )
             return [row["contract_id"] for row in curs.fetchall()]
-
-
-class CommissionsSchedule:
-    """The clock's questions, answered by the two views."""
-
-    def __init__(self, contracts: ContractsView, statements: StatementsView) -> None:
-        self.contracts = contracts
-        self.statements = statements
-
-    def contracts_due(self, on: date) -> Sequence[UUID]:
-        return self.contracts.contracts_due(on)
-
-    def statements_open(self, through: str) -> Sequence[UUID]:
-        return self.statements.statements_open(through)

@@ -14,12 +14,7 @@ from services.commissions.application import (
     CommissionsApplication,
     MonthlyRun,
 )
-from services.commissions.projections import (
-    CommissionsSchedule,
-    ContractsView,
-    StatementsView,
-    TiersView,
-)
+from services.commissions.projections import LedgerView, TiersView
 from shared.clock import ServiceClock, utc_now
 from shared.contracts import TierChanged
 from shared.runtime import ServiceRuntime, open_database, own_log, published_log
@@ -37,22 +32,22 @@ def build_runtime(
     database = open_database(settings)
     url, schema = database.url, database.schema
     tier_view = TiersView.open(url, schema=schema)
-    statements = StatementsView.open(url, schema=schema)
-    contracts = ContractsView.open(url, schema=schema)
+    ledger = LedgerView.open(url, schema=schema)
     tiering_decisions = published_log(url, "tiering", FOLLOWS_TIERING, schema=schema)
     follows_tiering: list[Follower] = []
     app = CommissionsApplication(
         url,
-        schedule=CommissionsSchedule(contracts, statements),
+        schedule=ledger,
         tiers_known=lambda: follows_tiering[0].sync(timeout=30),
         schema=schema,
     )
     follows_tiering.append(Follower(tiering_decisions, DecidingTarget(app), url))
     registration = published_log(url, "registration", FOLLOWS_REGISTRATION, schema=schema)
-    tiering_tiers = published_log(url, "tiering", [TierChanged], schema=schema)
+    tiering_tiers = published_log(
+        url, "tiering", [TierChanged], schema=schema, recorder=tiering_decisions.recorder
+    )
     follows_registration = Follower(registration, DecidingTarget(app), url)
-    follows_statements = Follower(own_log(app, StatementsView), statements, url)
-    follows_contracts = Follower(own_log(app, ContractsView), contracts, url)
+    follows_ledger = Follower(own_log(app, LedgerView), ledger, url)
     return ServiceRuntime(
         name=NAME,
         settings=settings,
@@ -62,24 +57,21 @@ def build_runtime(
             follows_registration,
             *follows_tiering,
             Follower(tiering_tiers, tier_view, url),
-            follows_statements,
-            follows_contracts,
+            follows_ledger,
         ],
         clock=ServiceClock(
             app,
             NAME,
             jobs=[MonthlyRun(app)],
-            needs=[*follows_tiering, follows_registration, follows_contracts, follows_statements],
+            needs=[*follows_tiering, follows_registration, follows_ledger],
             now=now,
         ),
         embedded_server=database.embedded_server,
         closers=[
             tier_view.close,
-            statements.close,
-            contracts.close,
+            ledger.close,
             registration.recorder.datastore.close,
             tiering_decisions.recorder.datastore.close,
-            tiering_tiers.recorder.datastore.close,
         ],
     )
 
