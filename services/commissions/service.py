@@ -25,6 +25,13 @@ from shared.web import create_service_api
 NAME = "commissions"
 
 
+def tiers_known(follows_tiering: Follower) -> None:
+    """Before a contract is decided, what tiering has decided so far is taken in (a count when
+    there is nothing new; a wait for the follower when there is)."""
+    if follows_tiering.pending():
+        follows_tiering.sync(timeout=30)
+
+
 def build_runtime(
     settings: ServiceSettings | None = None, *, now: Callable[[], datetime] = utc_now
 ) -> ServiceRuntime:
@@ -38,7 +45,7 @@ def build_runtime(
     app = CommissionsApplication(
         url,
         schedule=ledger,
-        tiers_known=lambda: follows_tiering[0].sync(timeout=30),
+        tiers_known=lambda: tiers_known(follows_tiering[0]),
         schema=schema,
     )
     follows_tiering.append(Follower(tiering_decisions, DecidingTarget(app), url))

@@ -293,3 +293,20 @@ def test_the_clock_run_twice_to_the_same_instant_pays_nothing_twice(books: Books
     before = books.all_statements()
     books.run_clock(month_end(2027, 2))
     assert books.all_statements() == before
+
+
+def test_a_premium_associates_referral_earns_its_term_not_its_renewals(books: Books) -> None:
+    for n in range(5):
+        books.sign(PARTNER, f"ref{n}.com", "100.00", date(2027, 1, 1 + n), motion="refer")
+    rules = CommissionRules(books.log)
+    rules.elect_premium_associate(PARTNER, at=at(date(2027, 1, 20)), by="partner")
+    books.log.keep(rules.changed())
+    sixth = books.sign(
+        PARTNER, "sixth.com", "2000.00", date(2027, 2, 1), term_months=1, motion="refer"
+    )
+    books.renew(sixth, date(2027, 3, 1), "2000.00", term_months=1)
+    books.run_clock(month_end(2027, 3))
+
+    assert books.lines(PARTNER, "2027-02") == [("premium_associate", "60.00")]
+    with pytest.raises(AssertionError):
+        books.statement(PARTNER, "2027-03")

@@ -31,7 +31,10 @@ def now(runtime: Runtime) -> datetime:
 
 Commissions = Annotated[CommissionsApplication, Depends(commissions)]
 Now = Annotated[datetime, Depends(now)]
-Reader = Annotated[Principal, Depends(Allow(Role.ADMIN, Role.FINANCE, Role.AUDITOR, Role.PARTNER))]
+Reader = Annotated[
+    Principal,
+    Depends(Allow(Role.ADMIN, Role.FINANCE, Role.AUDITOR, Role.CHANNEL_MANAGER, Role.PARTNER)),
+]
 Finance = Annotated[Principal, Depends(Allow(Role.ADMIN, Role.FINANCE, Role.AUDITOR))]
 PeriodQuery = Annotated[
     str | None, Query(pattern=PERIOD_PATTERN, description="A month, YYYY-MM", examples=["2027-01"])

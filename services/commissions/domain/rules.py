@@ -262,7 +262,8 @@ class CommissionRules:
 
     def contract_renewed(self, event: ContractRenewed) -> None:
         contract = self._get(event.contract_id, Contract)
-        if contract is not None:
+        # A referral is won once: its renewals are the vendor's (as for the refer tier).
+        if contract is not None and contract.motion != "refer":
             contract.renew(
                 start_date=event.start_date,
                 term_months=event.term_months,
