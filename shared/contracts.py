@@ -36,6 +36,8 @@ class PublishedEvent(BaseModel):
     """The payload field that holds the id of the aggregate whose log stream carries the event."""
     upcasters: ClassVar[dict[int, Upcaster]] = {}
     """``{n: f}``: f turns the state of version n into that of version n + 1."""
+    withheld: ClassVar[frozenset[str]] = frozenset()
+    """Payload fields a partner must not see in a webhook (another partner's id)."""
 
     log: str
     position: int
@@ -116,6 +118,37 @@ class StatementIssued(PublishedEvent):
     carried_out: dict[str, Decimal]
 
 
+class WebhookEndpointChanged(PublishedEvent):
+    """A webhook subscription as it now stands (created, changed, rotated, disabled, enabled,
+    deleted). ``secrets`` are sealed (``{"sealed": …, "until": instant or null}``)."""
+
+    event_name = "WebhookEndpointChanged"
+    subject_field = "endpoint_id"
+
+    endpoint_id: UUID
+    change: str
+    url: str
+    event_types: list[str]
+    partner_id: UUID | None
+    enabled: bool
+    secrets: list[dict[str, Any]]
+    description: str
+    changed_by: str
+
+
+class WebhookEndpointSuspended(PublishedEvent):
+    """A service stopped delivering to an endpoint: it answered 410 Gone, or kept failing."""
+
+    event_name = "WebhookEndpointSuspended"
+    subject_field = "suspension_id"
+
+    suspension_id: UUID
+    endpoint_id: UUID
+    service: str
+    reason: str
+    failing_since: datetime | None
+
+
 class DealRegistered(PublishedEvent):
     event_name = "DealRegistered"
     subject_field = "registration_id"
@@ -169,6 +202,8 @@ class ContractSigned(PublishedEvent):
     motion: str | None = None
     poached: bool = False
     incumbent_partner_id: UUID | None = None
+
+    withheld = frozenset({"incumbent_partner_id"})
 
     @property
     def first_year_value(self) -> Money:
@@ -250,7 +285,26 @@ ALL_CONTRACTS: tuple[type[PublishedEvent], ...] = (
     ContractRenewed,
     ContractCancelled,
     RenewalDue,
+    WebhookEndpointChanged,
+    WebhookEndpointSuspended,
 )
+
+DELIVERED_BY: dict[str, tuple[type[PublishedEvent], ...]] = {
+    "registration": (
+        DealRegistered,
+        RegistrationApproved,
+        ContractSigned,
+        ContractRenewed,
+        ContractCancelled,
+        RenewalDue,
+    ),
+    "tiering": (PartnerEnrolled, PartnerMembershipChanged, TierChanged, PolicyAdopted),
+    "commissions": (StatementIssued,),
+}
+"""The published events each service delivers by webhook (endpoint changes never are: they
+carry sealed secrets)."""
+
+WEBHOOK_EVENT_TYPES = frozenset(e.event_name for events in DELIVERED_BY.values() for e in events)
 
 TAggregate = TypeVar("TAggregate", bound=type)
 

@@ -80,7 +80,12 @@ def creating_tables(url: str) -> Iterator[None]:
 
 
 def eventsourcing_env(
-    url: str, *, schema: str = "public", pool_size: int = 5, create_table: bool = True
+    url: str,
+    *,
+    schema: str = "public",
+    pool_size: int = 5,
+    max_overflow: int | None = None,
+    create_table: bool = True,
 ) -> dict[str, str]:
     """The `eventsourcing` library's PostgreSQL settings for a URL."""
     params = conninfo_to_dict(url)
@@ -93,7 +98,7 @@ def eventsourcing_env(
         "POSTGRES_PASSWORD": str(params.get("password") or ""),
         "POSTGRES_SCHEMA": schema,
         "POSTGRES_POOL_SIZE": str(pool_size),
-        "POSTGRES_MAX_OVERFLOW": str(pool_size),
+        "POSTGRES_MAX_OVERFLOW": str(pool_size if max_overflow is None else max_overflow),
         "POSTGRES_PRE_PING": "n",
         "POSTGRES_LOCK_TIMEOUT": "10",
         "CREATE_TABLE": "y" if create_table else "n",

@@ -94,7 +94,9 @@ def open_log(database_url: str, log: str, *, schema: str = "public") -> Postgres
     It may create the (empty) table, so that a consumer can start before its producer.
     """
     factory = PostgresFactory(
-        Environment(log, eventsourcing_env(database_url, schema=schema, pool_size=2))
+        Environment(
+            log, eventsourcing_env(database_url, schema=schema, pool_size=1, max_overflow=4)
+        )
     )
     with creating_tables(database_url):
         recorder = factory.application_recorder()

@@ -68,7 +68,9 @@ class View(PostgresTrackingRecorder):
     @classmethod
     def open(cls, database_url: str, *, schema: str = "public") -> Self:
         """Connect to (and create, if need be) the view's tables in a schema."""
-        env = Environment(cls.name, eventsourcing_env(database_url, schema=schema, pool_size=2))
+        env = Environment(
+            cls.name, eventsourcing_env(database_url, schema=schema, pool_size=1, max_overflow=3)
+        )
         factory = PostgresFactory(env)
         with creating_tables(database_url):
             return factory.tracking_recorder(cls)

@@ -97,6 +97,9 @@ class ServiceRuntime:
     clock: ServiceClock
     embedded_server: Any = None
     closers: list[Callable[[], None]] = field(default_factory=list)
+    dispatcher: Any = None
+    """The webhook dispatcher (``shared.webhooks.delivery.Dispatcher``), when the service
+    delivers webhooks."""
     _clock_worker: ClockWorker | None = None
 
     @property
@@ -110,8 +113,12 @@ class ServiceRuntime:
             self.clock, self.database_url, self.settings.clock_interval_seconds
         )
         self._clock_worker.start()
+        if self.dispatcher is not None:
+            self.dispatcher.start()
 
     def stop(self) -> None:
+        if self.dispatcher is not None:
+            self.dispatcher.stop()
         if self._clock_worker is not None:
             self._clock_worker.stop()
         for follower in self.followers:

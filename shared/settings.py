@@ -7,6 +7,8 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.webhooks.secrets import key_from_passphrase
+
 
 class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DEALREG_", extra="ignore")
@@ -38,8 +40,40 @@ class ServiceSettings(BaseSettings):
         default=60.0,
         description="How often the clock worker advances to the wall clock; 0 turns it off.",
     )
+    webhook_key: SecretStr | None = Field(
+        default=None,
+        description="Fernet key that seals webhook endpoint secrets in the log (the same in "
+        "every service); unset: derived from the JWT secret (development).",
+    )
+    webhook_allow_private_urls: bool = Field(
+        default=False,
+        description="Allow http and private, loopback or link-local endpoint addresses.",
+    )
+    webhook_rotation_overlap_hours: float = Field(
+        default=24.0, ge=0, description="How long a rotated-out secret keeps signing too."
+    )
+    webhook_timeout_seconds: float = Field(default=15.0, gt=0, description="Per delivery.")
+    webhook_disable_after_days: float = Field(
+        default=5.0, gt=0, description="An endpoint failing this long is suspended."
+    )
+    webhook_retry_schedule_seconds: list[float] = Field(
+        default=[0, 5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400],
+        min_length=1,
+        description="Delay before each attempt of a message (about three days in all); "
+        "each is jittered by up to 10%.",
+    )
+    webhook_poll_seconds: float = Field(
+        default=0.25, ge=0, description="How often the dispatcher looks for work; 0 stops it."
+    )
+    webhook_concurrency: int = Field(default=16, ge=1, description="Deliveries in flight.")
     log_level: str = Field(default="INFO", description="Python log level.")
     log_json: bool = Field(default=True, description="Write logs as JSON lines.")
+
+    def resolved_webhook_key(self) -> str | None:
+        if self.webhook_key is not None:
+            return self.webhook_key.get_secret_value()
+        passphrase = self.resolved_jwt_secret()
+        return key_from_passphrase(passphrase) if passphrase else None
 
     def dev_secret_path(self) -> Path:
         return self.data_dir / "jwt-secret"

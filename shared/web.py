@@ -267,6 +267,10 @@ def create_service_api(
     api.include_router(health_router(registry))
     api.include_router(events_router)
     api.include_router(clock_router)
+    if runtime.dispatcher is not None:
+        from shared.webhooks.api import deliveries  # the webhook plumbing needs shared.web
+
+        api.include_router(deliveries)
     for router in routers:
         api.include_router(router)
     return api

@@ -21,6 +21,7 @@ from shared.runtime import ServiceRuntime, open_database, own_log, published_log
 from shared.settings import ServiceSettings
 from shared.subscriptions import DecidingTarget, Follower
 from shared.web import create_service_api
+from shared.webhooks.plumbing import webhook_delivery
 
 NAME = "commissions"
 
@@ -55,6 +56,14 @@ def build_runtime(
     )
     follows_registration = Follower(registration, DecidingTarget(app), url)
     follows_ledger = Follower(own_log(app, LedgerView), ledger, url)
+    webhooks = webhook_delivery(
+        NAME,
+        url,
+        settings,
+        own_log=app.recorder,  # type: ignore[arg-type]
+        registration_log=registration.recorder,
+        save=app.save,
+    )
     return ServiceRuntime(
         name=NAME,
         settings=settings,
@@ -65,6 +74,7 @@ def build_runtime(
             *follows_tiering,
             Follower(tiering_tiers, tier_view, url),
             follows_ledger,
+            *webhooks.followers,
         ],
         clock=ServiceClock(
             app,
@@ -74,9 +84,11 @@ def build_runtime(
             now=now,
         ),
         embedded_server=database.embedded_server,
+        dispatcher=webhooks.dispatcher,
         closers=[
             tier_view.close,
             ledger.close,
+            webhooks.view.close,
             registration.recorder.datastore.close,
             tiering_decisions.recorder.datastore.close,
         ],

@@ -33,6 +33,7 @@ from services.registration.domain.registrations import (
     RegistrationRuleError,
     TransitionError,
 )
+from services.registration.domain.webhooks import Endpoint
 from shared.eventlog import ServiceApplication
 from shared.money import Money
 
@@ -197,6 +198,40 @@ class RegistrationApplication(ServiceApplication):
 
     def claim_of(self, customer_key: str, product_line: str) -> CustomerClaim | None:
         return self._maybe(CustomerClaim.create_id(customer_key, product_line), CustomerClaim)
+
+    # --- webhook endpoints ------------------------------------------------------------------
+    def endpoint(self, endpoint_id: UUID) -> Endpoint:
+        return self.get(endpoint_id, Endpoint)
+
+    def create_endpoint(
+        self,
+        *,
+        url: str,
+        event_types: list[str],
+        partner_id: UUID | None,
+        description: str,
+        sealed_secret: str,
+        by: str,
+    ) -> Endpoint:
+        endpoint = Endpoint.create(
+            url=url,
+            event_types=event_types,
+            partner_id=partner_id,
+            description=description,
+            sealed_secret=sealed_secret,
+            by=by,
+        )
+        self.save(endpoint)
+        return endpoint
+
+    def change_endpoint(self, endpoint_id: UUID, change: Callable[[Endpoint], None]) -> Endpoint:
+        def attempt() -> Endpoint:
+            endpoint = self.endpoint(endpoint_id)
+            change(endpoint)
+            self.save(endpoint)
+            return endpoint
+
+        return self.retrying(attempt)
 
     def _retrying(self, attempt: Callable[[], T]) -> T:
         # A racing writer makes our save fail on its unique (aggregate id, version); we load

@@ -26,6 +26,7 @@ from shared.runtime import ServiceRuntime, open_database, own_log, published_log
 from shared.settings import ServiceSettings
 from shared.subscriptions import Follower
 from shared.web import create_service_api
+from shared.webhooks.plumbing import webhook_delivery
 
 NAME = "registration"
 
@@ -52,12 +53,20 @@ def build_runtime(
     )
     follows_deals = Follower(own_log(app, DealsView), deals, url)
     follows_contracts = Follower(own_log(app, ContractsView), contracts, url)
+    webhooks = webhook_delivery(
+        NAME,
+        url,
+        settings,
+        own_log=app.recorder,  # type: ignore[arg-type]
+        registration_log=app.recorder,  # type: ignore[arg-type]
+        save=app.save,
+    )
     return ServiceRuntime(
         name=NAME,
         settings=settings,
         database_url=url,
         app=app,
-        followers=[follows_tiering, follows_deals, follows_contracts],
+        followers=[follows_tiering, follows_deals, follows_contracts, *webhooks.followers],
         clock=ServiceClock(
             app,
             NAME,
@@ -66,7 +75,14 @@ def build_runtime(
             now=now,
         ),
         embedded_server=database.embedded_server,
-        closers=[directory.close, deals.close, contracts.close, tiering.recorder.datastore.close],
+        dispatcher=webhooks.dispatcher,
+        closers=[
+            directory.close,
+            deals.close,
+            contracts.close,
+            webhooks.view.close,
+            tiering.recorder.datastore.close,
+        ],
     )
 
 

@@ -21,6 +21,7 @@ from shared.runtime import ServiceRuntime, open_database, own_log, published_log
 from shared.settings import ServiceSettings
 from shared.subscriptions import DecidingTarget, Follower
 from shared.web import create_service_api
+from shared.webhooks.plumbing import webhook_delivery
 
 NAME = "tiering"
 
@@ -40,12 +41,20 @@ def build_runtime(
     follows_members = Follower(own_log(app, MembersView), members, url)
     follows_activity = Follower(registrations, activity, url)
     decides_on_facts = Follower(registration_facts, DecidingTarget(app), url)
+    webhooks = webhook_delivery(
+        NAME,
+        url,
+        settings,
+        own_log=app.recorder,  # type: ignore[arg-type]
+        registration_log=registration_facts.recorder,
+        save=app.save,
+    )
     return ServiceRuntime(
         name=NAME,
         settings=settings,
         database_url=url,
         app=app,
-        followers=[follows_members, follows_activity, decides_on_facts],
+        followers=[follows_members, follows_activity, decides_on_facts, *webhooks.followers],
         clock=ServiceClock(
             app,
             NAME,
@@ -54,8 +63,10 @@ def build_runtime(
             now=now,
         ),
         embedded_server=database.embedded_server,
+        dispatcher=webhooks.dispatcher,
         closers=[
             members.close,
+            webhooks.view.close,
             activity.close,
             registrations.recorder.datastore.close,
             registration_facts.recorder.datastore.close,

@@ -48,6 +48,10 @@ class Stack:
             "DEALREG_CLOCK_INTERVAL_SECONDS": "0",
             "DEALREG_LOG_JSON": "false",
             "DEALREG_LOG_LEVEL": "WARNING",
+            # webhooks to a receiver on this machine, retried at once
+            "DEALREG_WEBHOOK_ALLOW_PRIVATE_URLS": "true",
+            "DEALREG_WEBHOOK_RETRY_SCHEDULE_SECONDS": "[0, 0.2, 0.2, 0.2, 0.2, 0.2]",
+            "DEALREG_WEBHOOK_POLL_SECONDS": "0.05",
         }
 
     def start(self, service: str) -> None:

@@ -5,7 +5,8 @@ from services.registration.api.direct_deals import direct_deals
 from services.registration.api.imports import imports
 from services.registration.api.registrations import registrations
 from services.registration.api.review import review
+from services.registration.api.webhooks import webhooks
 
-routers = [registrations, review, contracts, direct_deals, imports]
+routers = [registrations, review, contracts, direct_deals, imports, webhooks]
 
 __all__ = ["routers"]
