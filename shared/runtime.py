@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -151,19 +152,26 @@ class ServiceRuntime:
             return self._rebuild_in_place()
         return self._rebuild_beside(into_schema)
 
+    def views(self) -> dict[View, list[Follower]]:
+        """Each view with the followers that feed it (a view may read several logs)."""
+        views: dict[View, list[Follower]] = {}
+        for follower in self.view_followers():
+            assert isinstance(follower.target, View)
+            views.setdefault(follower.target, []).append(follower)
+        return views
+
     def _rebuild_in_place(self) -> RebuildReport:
         applied = 0
-        for follower in self.view_followers():
-            with follower.leadership.try_hold() as leading:
-                if not leading:
-                    raise WorkerIsRunningError(
-                        f"{follower.name} is being kept by a running {self.name} service; stop "
-                        "it first, or rebuild into another schema to compare"
-                    )
-                view = follower.target
-                assert isinstance(view, View)
+        for view, followers in self.views().items():
+            with ExitStack() as held:
+                for follower in followers:
+                    if not held.enter_context(follower.leadership.try_hold()):
+                        raise WorkerIsRunningError(
+                            f"{follower.name} is being kept by a running {self.name} service; "
+                            "stop it first, or rebuild into another schema to compare"
+                        )
                 view.drop()
-                applied += follower.catch_up()
+                applied += sum(follower.catch_up() for follower in followers)
         return RebuildReport(self.name, self.schema, applied, [])
 
     def _rebuild_beside(self, schema: str) -> RebuildReport:
@@ -172,13 +180,12 @@ class ServiceRuntime:
         ensure_schema(self.database_url, schema)
         applied = 0
         differences: list[TableDifference] = []
-        for follower in self.view_followers():
-            live = follower.target
-            assert isinstance(live, View)
+        for live, followers in self.views().items():
             rebuilt = type(live).open(self.database_url, schema=schema)
             try:
                 rebuilt.drop()
-                applied += Follower(follower.source, rebuilt, self.database_url).catch_up()
+                for follower in followers:
+                    applied += Follower(follower.source, rebuilt, self.database_url).catch_up()
                 differences.extend(compare_tables(self.database_url, live, rebuilt))
             finally:
                 rebuilt.close()

@@ -267,7 +267,9 @@ class Dispatcher:
         """Due deliveries to endpoints in service, leased for the length of one attempt."""
         t = self._t
         now = self.now()
-        lease = now + timedelta(seconds=self.settings.webhook_timeout_seconds + 30)
+        # Longer than one attempt can take: a dispatcher killed mid-send leaves its deliveries
+        # to be sent again once the lease lapses.
+        lease = now + timedelta(seconds=self.settings.webhook_timeout_seconds * 2 + 1)
         with conn.transaction():
             rows = conn.execute(
                 SQL(

@@ -33,6 +33,7 @@ class Stack:
     log_dir: Path
     ports: dict[str, int] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.ports[service]}"
@@ -52,6 +53,8 @@ class Stack:
             "DEALREG_WEBHOOK_ALLOW_PRIVATE_URLS": "true",
             "DEALREG_WEBHOOK_RETRY_SCHEDULE_SECONDS": "[0, 0.2, 0.2, 0.2, 0.2, 0.2]",
             "DEALREG_WEBHOOK_POLL_SECONDS": "0.05",
+            "DEALREG_WEBHOOK_TIMEOUT_SECONDS": "2",
+            **self.extra_env,
         }
 
     def start(self, service: str) -> None:

@@ -4,6 +4,8 @@ rotation both secrets verify (issue 7)."""
 
 from __future__ import annotations
 
+import json
+import signal
 from collections.abc import Iterator
 from typing import Any
 from uuid import UUID
@@ -101,3 +103,45 @@ def test_deliveries_are_signed_retried_and_scoped(stack: Stack, receiver: Receiv
         )
         assert latest[0].verifies_with(secrets["a"])
         assert latest[0].verifies_with(new_secret)
+
+
+def test_a_dispatcher_killed_with_messages_pending_loses_none(
+    stack: Stack, receiver: Receiver
+) -> None:
+    """SIGKILL while every message is still failing; after the restart each arrives."""
+    stack.kill("registration", signal.SIGTERM)
+    stack.extra_env["DEALREG_WEBHOOK_RETRY_SCHEDULE_SECONDS"] = json.dumps([0] + [0.5] * 60)
+    stack.start("registration")
+    stack.wait_ready("registration")
+    receiver.failures_per_message = 10**6  # the portal is down
+    admin, crm = bearer(Role.ADMIN), bearer(Role.CRM)
+    with stack.client("tiering") as tiering:
+        partner = tiering.post("/v1/partners", json=PARTNER_BODY, headers=admin).json()[
+            "partner_id"
+        ]
+    with stack.client("registration") as registration:
+        created = registration.post(
+            "/v1/webhooks/endpoints",
+            json={"url": receiver.url("/all"), "event_types": ["DealRegistered"]},
+            headers=admin,
+        )
+        assert created.status_code == 201, created.text
+        for n in range(20):
+            response = registration.post(
+                "/v1/registrations",
+                json=registration_body(partner, domain=f"customer{n}.example"),
+                headers=crm,
+            )
+            assert response.status_code == 201, response.text
+    eventually(lambda: len({d.message_id for d in receiver.to("/all")}) == 20, timeout=30)
+
+    stack.kill("registration")  # SIGKILL, deliveries pending and some in flight
+    receiver.failures_per_message = 0  # the portal is back
+    stack.start("registration")
+    stack.wait_ready("registration")
+
+    delivered = eventually(
+        lambda: len(ids := {d.message_id for d in receiver.accepted("/all")}) == 20 and ids,
+        timeout=60,
+    )
+    assert len(delivered) == 20
