@@ -131,7 +131,14 @@ def bench_database(admin_url: str | None) -> Iterator[str]:
 
 
 class Service:
-    def __init__(self, name: str, database_url: str, port: int, log: Path) -> None:
+    def __init__(
+        self,
+        name: str,
+        database_url: str,
+        port: int,
+        log: Path,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.name, self.port, self.log = name, port, log
         self.env = {
             **os.environ,
@@ -139,6 +146,7 @@ class Service:
             "DEALREG_JWT_SECRET": SECRET,
             "DEALREG_CLOCK_INTERVAL_SECONDS": "0",
             "DEALREG_LOG_LEVEL": "WARNING",
+            **(env or {}),
         }
         self.process: subprocess.Popen[bytes] | None = None
 
