@@ -32,9 +32,10 @@ class Clients:
 @pytest.fixture
 def clients(settings_for: Callable[..., Any]) -> Iterator[Clients]:
     """The three services in this process, each with its workers, on one fresh database."""
+    local = {"webhook_allow_private_urls": True, "webhook_poll_seconds": 0.05}
     with (
-        TestClient(tiering.create_app(settings_for())) as t,
-        TestClient(registration.create_app(settings_for())) as r,
-        TestClient(commissions.create_app(settings_for())) as c,
+        TestClient(tiering.create_app(settings_for(**local))) as t,
+        TestClient(registration.create_app(settings_for(**local))) as r,
+        TestClient(commissions.create_app(settings_for(**local))) as c,
     ):
         yield Clients(t, r, c)
