@@ -27,6 +27,7 @@ from shared.idempotency import IdempotencyMiddleware
 from shared.idempotency import ensure_table as ensure_idempotency_table
 from shared.problems import install_problem_handlers, problem_response
 from shared.runtime import ServiceRuntime
+from shared.webhooks.outbox import webhook_bodies
 
 log = logging.getLogger(__name__)
 
@@ -229,6 +230,23 @@ def health_router(registry: CollectorRegistry) -> APIRouter:
     return router
 
 
+def document_webhooks(api: FastAPI, service: str) -> None:
+    """The webhooks the service sends, in its OpenAPI 3.1 document (``webhooks``)."""
+    for name, body in webhook_bodies(service).items():
+
+        def operation(payload: Any) -> None: ...
+
+        operation.__annotations__ = {"payload": body, "return": None}
+        api.webhooks.post(
+            name,
+            summary=f"{name}, signed by the Standard Webhooks spec",
+            description="Headers: `webhook-id` (the same on every retry), `webhook-timestamp`,"
+            " `webhook-signature` (`v1,<base64 HMAC-SHA256>` per secret in force). Answer 2xx"
+            " within 15 s; `410 Gone` unsubscribes.",
+            operation_id=f"webhook_{name}",
+        )(operation)
+
+
 def create_service_api(
     runtime: ServiceRuntime,
     routers: Iterable[APIRouter],
@@ -271,6 +289,7 @@ def create_service_api(
         from shared.webhooks.api import deliveries  # the webhook plumbing needs shared.web
 
         api.include_router(deliveries)
+        document_webhooks(api, runtime.name)
     for router in routers:
         api.include_router(router)
     return api

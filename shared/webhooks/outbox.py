@@ -4,12 +4,14 @@ outbox (one message per published event of its own log, written with the trackin
 from __future__ import annotations
 
 import json
-from typing import Any
+from datetime import datetime
+from typing import Any, Literal
 from uuid import NAMESPACE_URL, uuid5
 
 from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
+from pydantic import BaseModel, create_model
 
 from shared.contracts import DELIVERED_BY, PublishedEvent, WebhookEndpointChanged
 from shared.projections import View, on
@@ -125,3 +127,27 @@ def webhook_view(service: str) -> type[WebhookView]:
             "_handle_message": message,
         },
     )
+
+
+def webhook_bodies(service: str) -> dict[str, type[BaseModel]]:
+    """The body of each webhook a service sends, as a model (for its OpenAPI ``webhooks``)."""
+    bodies: dict[str, type[BaseModel]] = {}
+    for contract in DELIVERED_BY[service]:
+        name = contract.event_name
+        data = create_model(  # type: ignore[call-overload]
+            f"{name}Data",
+            __doc__=contract.__doc__,
+            **{
+                field: (info.annotation, info)
+                for field, info in contract.model_fields.items()
+                if field not in _ENVELOPE | contract.withheld
+            },
+        )
+        kind: Any = Literal[name]
+        bodies[name] = create_model(
+            f"{name}Webhook",
+            type=(kind, ...),
+            timestamp=(datetime, ...),
+            data=(data, ...),
+        )
+    return bodies

@@ -77,7 +77,9 @@ def test_health_readiness_metrics_and_openapi(clients: Clients, service: str) ->
     assert ready.status_code == 200, ready.text
     metrics = client.get("/metrics").text
     assert "dealreg_subscription_lag_events" in metrics
-    assert client.get("/openapi.json").json()["openapi"].startswith("3.1")
+    document = client.get("/openapi.json").json()
+    assert document["openapi"].startswith("3.1")
+    assert document["webhooks"]  # what it sends partner portals, with each body's schema
 
 
 def test_unknown_ids_and_paths_are_problems(clients: Clients) -> None:
