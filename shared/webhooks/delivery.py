@@ -30,6 +30,7 @@ from shared.contracts import publishes
 from shared.database import creating_tables
 from shared.settings import ServiceSettings
 from shared.subscriptions import Follower, Leadership
+from shared.webhooks.addresses import EndpointUrlError, check_endpoint_url
 from shared.webhooks.outbox import tables
 from shared.webhooks.secrets import SecretBox, signature
 
@@ -323,6 +324,12 @@ class Dispatcher:
             ),
         }
         started = time.perf_counter()
+        if not self.settings.webhook_allow_private_urls:
+            try:  # again at each attempt: a name may come to resolve to a private address
+                await asyncio.to_thread(check_endpoint_url, item.url, allow_private=False)
+            except EndpointUrlError as refused:
+                elapsed = int((time.perf_counter() - started) * 1000)
+                return Outcome(item, at, None, elapsed, f"refused: {refused}", None)
         try:
             response = await client.post(item.url, content=item.body.encode(), headers=headers)
         except httpx.HTTPError as failure:

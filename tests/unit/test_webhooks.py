@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from uuid import uuid4
 
 import pytest
 from standardwebhooks.webhooks import Webhook
@@ -165,3 +166,47 @@ def test_an_endpoint_wants_known_event_types_and_stays_deleted() -> None:
     endpoint.delete(by="a")
     with pytest.raises(EndpointError, match="deleted"):
         endpoint.enable(by="a")
+
+
+def test_an_attempt_to_a_name_that_now_resolves_privately_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import asyncio
+
+    import httpx
+
+    from shared.webhooks import delivery
+
+    monkeypatch.setattr(
+        delivery,
+        "check_endpoint_url",
+        lambda url, allow_private: (_ for _ in ()).throw(
+            EndpointUrlError(
+                "portal.example resolves to 10.0.0.1, a private, loopback or link-local address"
+            )
+        ),
+    )
+    dispatcher = Dispatcher.__new__(Dispatcher)
+    dispatcher.settings = ServiceSettings()
+    dispatcher.now = lambda: NOW
+    dispatcher.box = SecretBox(key_from_passphrase("x"))
+    sent: list[httpx.Request] = []
+    item = delivery.Claimed(
+        "msg_1",
+        uuid4(),
+        0,
+        "{}",
+        "https://portal.example/hook",
+        [{"sealed": dispatcher.box.seal(new_secret()), "until": None}],
+    )
+
+    async def run() -> delivery.Outcome:
+        transport = httpx.MockTransport(lambda request: sent.append(request) or httpx.Response(200))
+        async with httpx.AsyncClient(transport=transport) as client:
+            return await dispatcher.attempt(client, item)
+
+    outcome = asyncio.run(run())
+    assert not sent
+    assert outcome.status_code is None
+    assert outcome.error is not None
+    assert "refused" in outcome.error
