@@ -418,11 +418,11 @@ class Dispatcher:
         """A success clears the failing streak; a 410, or failing for too long, suspends."""
         t = self._t
         endpoint_id = outcome.claimed.endpoint_id
-        if outcome.delivered:
+        if outcome.delivered:  # no row, or no streak, is a healthy endpoint: nothing to write
             conn.execute(
                 SQL(
-                    "INSERT INTO {} (endpoint_id) VALUES (%s) ON CONFLICT (endpoint_id)"
-                    " DO UPDATE SET failing_since = NULL"
+                    "UPDATE {} SET failing_since = NULL"
+                    " WHERE endpoint_id = %s AND failing_since IS NOT NULL"
                 ).format(t["states"]),
                 (endpoint_id,),
             )

@@ -115,11 +115,11 @@ class Contract(Aggregate):
         )
 
     # --- the months it earns ----------------------------------------------------------
-    def months(self) -> list[tuple[date, Term]]:
+    def months(self, terms: list[Term] | None = None) -> list[tuple[date, Term]]:
         """Every month of every term that runs (a cancellation ends them)."""
         return [
             (start, term)
-            for term in self.terms
+            for term in (self.terms if terms is None else terms)
             for start in term.month_starts()
             if self.cancelled_on is None or start < self.cancelled_on
         ]
@@ -130,11 +130,13 @@ class Contract(Aggregate):
             return []
         return [(s, t) for s, t in self.months() if s <= on and s not in self.accrued]
 
-    def next_due(self, accrued: set[date] | None = None) -> date | None:
+    def next_due(
+        self, accrued: set[date] | None = None, terms: list[Term] | None = None
+    ) -> date | None:
         if self.earning is None:
             return None
         done = self.accrued if accrued is None else accrued
-        pending = [start for start, _ in self.months() if start not in done]
+        pending = [start for start, _ in self.months(terms) if start not in done]
         return min(pending) if pending else None
 
     def record_paid(self, paid: Paid) -> None:
@@ -198,16 +200,9 @@ class Contract(Aggregate):
             term_months=term_months,
             mrr=mrr,
             caused_by=caused_by,
-            next_due=self._next_due_with(term),
+            next_due=self.next_due(terms=[*self.terms, term]),
         )
         return True
-
-    def _next_due_with(self, term: Term) -> date | None:
-        if self.earning is None:
-            return None
-        pending = [s for s in term.month_starts() if s not in self.accrued]
-        current = self.next_due()
-        return min([*pending, *([current] if current else [])], default=None)
 
     @event("Renewed")
     def renewed(

@@ -24,6 +24,7 @@ from services.commissions.domain.statements import (
     line_id,
     next_period,
     period_of,
+    previous_period,
 )
 from shared.contracts import (
     ContractCancelled,
@@ -326,21 +327,18 @@ class CommissionRules:
                     caused_by=caused_by,
                     month_start=month_start,
                 )
-        self._close_through(_previous_period(period_of(today)))
+        self._close_through(previous_period(period_of(today)))
 
     def _close_through(self, period: str) -> None:
         books = self._books()
-        if books.closed_through is not None and books.closed_through >= period:
-            stragglers = self.store.statements_open(period)
-            if not stragglers:
-                return
+        still_open = self.store.statements_open(period)
+        closed = books.closed_through is not None and books.closed_through >= period
+        if closed and not still_open:
+            return
         books.close(period)
         open_statements = {
             s.id: s
-            for s in (
-                self._get(statement_id, Statement)
-                for statement_id in self.store.statements_open(period)
-            )
+            for s in (self._get(statement_id, Statement) for statement_id in still_open)
             if s is not None
         }
         for aggregate in list(self._seen.values()):
@@ -437,8 +435,3 @@ class CommissionRules:
 
 def _ref(event: Any) -> str:
     return f"{event.log}#{event.position}"
-
-
-def _previous_period(period: str) -> str:
-    year, month = (int(part) for part in period.split("-"))
-    return f"{year - 1:04d}-12" if month == 1 else f"{year:04d}-{month - 1:02d}"

@@ -8,6 +8,7 @@ from datetime import date
 from decimal import Decimal
 from uuid import NAMESPACE_URL, UUID, uuid5
 
+from dateutil.relativedelta import relativedelta
 from eventsourcing.domain import Aggregate, event
 
 import shared.contracts as published
@@ -30,8 +31,11 @@ def period_start(period: str) -> date:
 
 
 def next_period(period: str) -> str:
-    start = period_start(period)
-    return period_of(date(start.year + start.month // 12, start.month % 12 + 1, 1))
+    return period_of(period_start(period) + relativedelta(months=1))
+
+
+def previous_period(period: str) -> str:
+    return period_of(period_start(period) - relativedelta(months=1))
 
 
 def line_id(cause: str) -> UUID:
