@@ -9,7 +9,9 @@ from uuid import UUID
 
 import typer
 
+from dealreg.audit import audit
 from dealreg.catalogue import SERVICES, ServiceEntry
+from shared.audit.causes import caused_by, caused_by_operator
 from shared.auth import Role, mint_token
 from shared.contracts import schemas
 from shared.runtime import WorkerIsRunningError
@@ -20,6 +22,7 @@ cli = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+cli.add_typer(audit, name="audit")
 
 ServiceName = Annotated[str, typer.Argument(help=f"One of: {', '.join(SERVICES)}")]
 
@@ -107,7 +110,8 @@ def clock(
     instant = until if until.tzinfo else until.replace(tzinfo=UTC)
     runtime = _entry(service).build_runtime()
     try:
-        result = runtime.clock.advance(instant)
+        with caused_by(caused_by_operator("clock")):
+            result = runtime.clock.advance(instant)
     finally:
         runtime.close()
     typer.echo(
@@ -147,7 +151,8 @@ def rebuild(
                 "events_applied": report.events_applied,
                 "identical": report.identical,
                 "differences": [d.__dict__ for d in report.differences],
-            }
+            },
+            default=str,
         )
     )
     if not report.identical:

@@ -17,6 +17,7 @@ import jwt
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from shared.audit.causes import attribute_request
 from shared.problems import Problem
 from shared.settings import ServiceSettings
 
@@ -137,7 +138,9 @@ def current_principal(
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise _unauthenticated("This endpoint needs an `Authorization: Bearer <token>` header.")
     verifier: TokenVerifier = request.app.state.verifier
-    return verifier.verify(credentials.credentials)
+    principal = verifier.verify(credentials.credentials)
+    attribute_request(principal.subject, principal.role.value)
+    return principal
 
 
 class Allow:

@@ -20,6 +20,7 @@ from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.domain import Aggregate, event
 from eventsourcing.persistence import IntegrityError
 
+from shared.audit.causes import cause_in_force, caused_by, caused_by_time
 from shared.subscriptions import Follower, Leadership
 
 if TYPE_CHECKING:
@@ -104,6 +105,14 @@ class ServiceClock:
         position = self.current()
         return max(wall, position) if position else wall
 
+    def time_at(self, instant: datetime) -> datetime:
+        """The service's present as it stood at an instant of the wall clock."""
+        try:
+            clock = self.app.get_as_of(Clock.create_id(self.service), Clock, instant)
+        except AggregateNotFoundError:
+            return instant
+        return max(instant, clock.now) if clock.now else instant
+
     def current(self) -> datetime | None:
         try:
             clock: Clock = self.app.repository.get(Clock.create_id(self.service))
@@ -121,9 +130,12 @@ class ServiceClock:
         with self._lock:
             for follower in self.needs:
                 follower.sync()
+            # Run by hand (an admin's request, the CLI), the clock's decisions are theirs.
+            cause = cause_in_force() or caused_by_time(self.service, until.isoformat())
             for attempt in range(3):
                 try:
-                    return self._advance_once(until, record_idle)
+                    with caused_by(cause):
+                        return self._advance_once(until, record_idle)
                 except IntegrityError:  # another process advanced the clock at the same time
                     if attempt == 2:
                         raise

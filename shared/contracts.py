@@ -19,6 +19,7 @@ from eventsourcing.persistence import Notification
 from eventsourcing.utils import register_topic
 from pydantic import BaseModel, ConfigDict
 
+from shared.audit.causes import AUDIT_KEY
 from shared.codec import build_transcoder
 from shared.money import Money
 
@@ -43,6 +44,8 @@ class PublishedEvent(BaseModel):
     position: int
     stream_version: int
     occurred_at: datetime
+    correlation_id: str | None = None
+    """The correlation id of the request (or clock run) that set this event in motion."""
 
 
 class PartnerEnrolled(PublishedEvent):
@@ -273,6 +276,18 @@ class RenewalDue(PublishedEvent):
     due_on: date
 
 
+class LogCheckpointed(PublishedEvent):
+    """The head of a log's hash chain, published so that copies of it are kept elsewhere: a
+    log rewritten together with its chain disagrees with them (``dealreg audit verify``)."""
+
+    event_name = "LogCheckpointed"
+    subject_field = "chain_id"
+
+    chain_id: UUID
+    through_position: int
+    chain_hash: str
+
+
 ALL_CONTRACTS: tuple[type[PublishedEvent], ...] = (
     PartnerEnrolled,
     PartnerMembershipChanged,
@@ -287,6 +302,7 @@ ALL_CONTRACTS: tuple[type[PublishedEvent], ...] = (
     RenewalDue,
     WebhookEndpointChanged,
     WebhookEndpointSuspended,
+    LogCheckpointed,
 )
 
 DELIVERED_BY: dict[str, tuple[type[PublishedEvent], ...]] = {
@@ -297,9 +313,16 @@ DELIVERED_BY: dict[str, tuple[type[PublishedEvent], ...]] = {
         ContractRenewed,
         ContractCancelled,
         RenewalDue,
+        LogCheckpointed,
     ),
-    "tiering": (PartnerEnrolled, PartnerMembershipChanged, TierChanged, PolicyAdopted),
-    "commissions": (StatementIssued,),
+    "tiering": (
+        PartnerEnrolled,
+        PartnerMembershipChanged,
+        TierChanged,
+        PolicyAdopted,
+        LogCheckpointed,
+    ),
+    "commissions": (StatementIssued, LogCheckpointed),
 }
 """The published events each service delivers by webhook (endpoint changes never are: they
 carry sealed secrets)."""
@@ -348,6 +371,7 @@ class PublishedLanguage:
         if contract is None:
             return None
         state: dict[str, Any] = self._transcoder.decode(notification.state)
+        cause = state.pop(AUDIT_KEY, None) or {}
         version = int(state.pop("class_version", 1))
         if version > contract.event_version:
             raise UnknownEventVersionError(
@@ -362,6 +386,7 @@ class PublishedLanguage:
         state["position"] = notification.id
         state["stream_version"] = notification.originator_version
         state["occurred_at"] = state.pop("timestamp")
+        state["correlation_id"] = cause.get("correlation_id")
         return contract.model_validate(state)
 
 

@@ -3,21 +3,47 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from typing import Any, ClassVar, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import IntegrityError, JSONTranscoder, StoredEvent
+from eventsourcing.domain import DomainEventProtocol
+from eventsourcing.persistence import IntegrityError, JSONTranscoder, Mapper, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresFactory
-from eventsourcing.utils import Environment
+from eventsourcing.utils import Environment, get_topic
 from psycopg.sql import SQL, Identifier
 
+from shared.audit.causes import AUDIT_KEY, current_cause
+from shared.audit.chain import ChainedApplicationRecorder, ChainedProcessRecorder
 from shared.clock import Clock
 from shared.codec import register_transcodings
 from shared.database import creating_tables, eventsourcing_env
 
 TAggregate = TypeVar("TAggregate")
 T = TypeVar("T")
+
+
+class AuditedMapper(Mapper[UUID]):
+    """Stores each event with its cause (who, why: ``shared.audit.causes``) beside its fields,
+    and hands the domain its event without it."""
+
+    def to_stored_event(self, domain_event: DomainEventProtocol[UUID]) -> StoredEvent:
+        return super().to_stored_event(_with_cause(domain_event))
+
+    def to_domain_event(self, stored_event: StoredEvent) -> DomainEventProtocol[UUID]:
+        domain_event = super().to_domain_event(stored_event)
+        domain_event.__dict__.pop(AUDIT_KEY, None)
+        return domain_event
+
+
+def _with_cause(domain_event: DomainEventProtocol[UUID]) -> DomainEventProtocol[UUID]:
+    # A copy: the aggregate's own event object stays as the domain made it.
+    copy = object.__new__(type(domain_event))
+    object.__setattr__(
+        copy, "__dict__", {**vars(domain_event), AUDIT_KEY: current_cause().as_dict()}
+    )
+    return copy
 
 
 class ServiceApplication(Application[UUID]):
@@ -27,8 +53,14 @@ class ServiceApplication(Application[UUID]):
     snapshotting_intervals: ClassVar[dict[type[Any], int]] = {Clock: 50}
 
     def __init__(self, database_url: str, *, schema: str = "public", pool_size: int = 5) -> None:
+        env = {
+            **eventsourcing_env(database_url, schema=schema, pool_size=pool_size),
+            "MAPPER_TOPIC": get_topic(AuditedMapper),
+            "APPLICATION_RECORDER_TOPIC": get_topic(ChainedApplicationRecorder),
+            "PROCESS_RECORDER_TOPIC": get_topic(ChainedProcessRecorder),
+        }
         with creating_tables(database_url):
-            super().__init__(eventsourcing_env(database_url, schema=schema, pool_size=pool_size))
+            super().__init__(env)
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         register_transcodings(transcoder)
@@ -46,6 +78,23 @@ class ServiceApplication(Application[UUID]):
     def get(self, aggregate_id: UUID, kind: type[TAggregate]) -> TAggregate:
         """An aggregate of a given kind; any other kind under that id is not found."""
         aggregate: object = self.repository.get(aggregate_id)
+        if not isinstance(aggregate, kind):
+            raise AggregateNotFoundError(aggregate_id)
+        return aggregate
+
+    def get_as_of(
+        self, aggregate_id: UUID, kind: type[TAggregate], instant: datetime
+    ) -> TAggregate:
+        """An aggregate as recorded at an instant: its events recorded by then, no later one
+        (not found if it had none yet)."""
+        version = None
+        for domain_event in self.events.get(aggregate_id):
+            if domain_event.timestamp > instant:  # type: ignore[attr-defined]
+                break
+            version = domain_event.originator_version
+        if version is None:
+            raise AggregateNotFoundError(aggregate_id)
+        aggregate: object = self.repository.get(aggregate_id, version=version)
         if not isinstance(aggregate, kind):
             raise AggregateNotFoundError(aggregate_id)
         return aggregate

@@ -15,6 +15,7 @@ from typing import Any
 import psycopg
 from eventsourcing.postgres import PostgresApplicationRecorder
 from psycopg import sql
+from psycopg.rows import dict_row
 
 from shared.clock import ClockWorker, ServiceClock
 from shared.contracts import PublishedEvent, PublishedLanguage
@@ -25,6 +26,9 @@ from shared.settings import ServiceSettings
 from shared.subscriptions import Follower, Source
 
 log = logging.getLogger(__name__)
+
+Progress = Callable[[int], None]
+"""Told how many more events have been applied."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,12 @@ class TableDifference:
     table: str
     only_live: int
     only_rebuilt: int
+    live_rows: list[dict[str, Any]] = field(default_factory=list)
+    """Some rows only the live table holds (up to ``SAMPLE_ROWS``)."""
+    rebuilt_rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+SAMPLE_ROWS = 20
 
 
 @dataclass(frozen=True)
@@ -142,15 +152,17 @@ class ServiceRuntime:
     def view_followers(self) -> list[Follower]:
         return [f for f in self.followers if isinstance(f.target, View)]
 
-    def rebuild(self, into_schema: str | None = None) -> RebuildReport:
+    def rebuild(
+        self, into_schema: str | None = None, *, progress: Progress | None = None
+    ) -> RebuildReport:
         """Rebuild every projection from the logs.
 
         In place, the live workers must be stopped (their advisory locks are checked). Into
         another schema, the live projections are left alone and compared with the rebuilt ones.
         """
         if into_schema is None:
-            return self._rebuild_in_place()
-        return self._rebuild_beside(into_schema)
+            return self._rebuild_in_place(progress)
+        return self._rebuild_beside(into_schema, progress)
 
     def views(self) -> dict[View, list[Follower]]:
         """Each view with the followers that feed it (a view may read several logs)."""
@@ -160,7 +172,7 @@ class ServiceRuntime:
             views.setdefault(follower.target, []).append(follower)
         return views
 
-    def _rebuild_in_place(self) -> RebuildReport:
+    def _rebuild_in_place(self, progress: Progress | None) -> RebuildReport:
         applied = 0
         for view, followers in self.views().items():
             with ExitStack() as held:
@@ -171,10 +183,14 @@ class ServiceRuntime:
                             "stop it first, or rebuild into another schema to compare"
                         )
                 view.drop()
-                applied += sum(follower.catch_up() for follower in followers)
+                applied += sum(follower.catch_up(progress=progress) for follower in followers)
         return RebuildReport(self.name, self.schema, applied, [])
 
-    def _rebuild_beside(self, schema: str) -> RebuildReport:
+    def rebuild_size(self) -> int:
+        """How many events a rebuild of every view reads."""
+        return sum(f.source.pending_after(0) for fs in self.views().values() for f in fs)
+
+    def _rebuild_beside(self, schema: str, progress: Progress | None) -> RebuildReport:
         if schema == self.schema:
             raise ValueError("rebuild into a schema other than the live one")
         ensure_schema(self.database_url, schema)
@@ -184,9 +200,19 @@ class ServiceRuntime:
             rebuilt = type(live).open(self.database_url, schema=schema)
             try:
                 rebuilt.drop()
-                for follower in followers:
-                    applied += Follower(follower.source, rebuilt, self.database_url).catch_up()
-                differences.extend(compare_tables(self.database_url, live, rebuilt))
+                beside = [Follower(f.source, rebuilt, self.database_url) for f in followers]
+                applied += sum(f.catch_up(progress=progress) for f in beside)
+                found = compare_tables(self.database_url, live, rebuilt)
+                for _ in range(3):
+                    if not any(d.only_live or d.only_rebuilt for d in found):
+                        break
+                    # The live service may have moved on while this ran: bring both to the
+                    # same end of the logs; what still differs then is a real difference.
+                    for follower in followers:
+                        follower.sync()
+                    applied += sum(f.catch_up(progress=progress) for f in beside)
+                    found = compare_tables(self.database_url, live, rebuilt)
+                differences.extend(found)
             finally:
                 rebuilt.close()
         return RebuildReport(self.name, schema, applied, differences)
@@ -194,15 +220,25 @@ class ServiceRuntime:
 
 def compare_tables(database_url: str, live: View, rebuilt: View) -> list[TableDifference]:
     differences = []
-    with psycopg.connect(database_url) as conn:
+    with psycopg.connect(database_url, row_factory=dict_row) as conn:
         for table in live.tables:
             a, b = live.qualified(table), rebuilt.qualified(table)
-            counts = []
+            counts: list[int] = []
+            samples: list[list[dict[str, Any]]] = []
             for left, right in ((a, b), (b, a)):
-                query = sql.SQL(
-                    "SELECT count(*) FROM (SELECT * FROM {} EXCEPT ALL SELECT * FROM {}) d"
-                ).format(left, right)
-                row = conn.execute(query).fetchone()
-                counts.append(int(row[0]) if row else 0)
-            differences.append(TableDifference(table, counts[0], counts[1]))
+                only_left = sql.SQL("SELECT * FROM {} EXCEPT ALL SELECT * FROM {}").format(
+                    left, right
+                )
+                row = conn.execute(
+                    sql.SQL("SELECT count(*) AS n FROM ({}) d").format(only_left)
+                ).fetchone()
+                counts.append(int(row["n"]) if row else 0)
+                samples.append(
+                    conn.execute(
+                        sql.SQL("{} LIMIT {}").format(only_left, sql.Literal(SAMPLE_ROWS))
+                    ).fetchall()
+                    if counts[-1]
+                    else []
+                )
+            differences.append(TableDifference(table, counts[0], counts[1], *samples))
     return differences

@@ -40,6 +40,11 @@ class ServiceSettings(BaseSettings):
         default=60.0,
         description="How often the clock worker advances to the wall clock; 0 turns it off.",
     )
+    audit_checkpoint_every: int = Field(
+        default=1000,
+        ge=1,
+        description="Events between two published checkpoints of the log's hash chain.",
+    )
     webhook_key: SecretStr | None = Field(
         default=None,
         description="Fernet key that seals webhook endpoint secrets in the log (the same in "
@@ -66,6 +71,11 @@ class ServiceSettings(BaseSettings):
         default=0.25, ge=0, description="How often the dispatcher looks for work; 0 stops it."
     )
     webhook_concurrency: int = Field(default=16, ge=1, description="Deliveries in flight.")
+    commissions_url: str = Field(
+        default="http://127.0.0.1:8002",
+        description="Where tiering reaches the commissions service (a what-if asks it for the "
+        "statements).",
+    )
     log_level: str = Field(default="INFO", description="Python log level.")
     log_json: bool = Field(default=True, description="Write logs as JSON lines.")
 

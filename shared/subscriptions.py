@@ -16,12 +16,14 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import psycopg
 from eventsourcing.persistence import IntegrityError, Notification, Tracking
 from eventsourcing.postgres import PostgresApplicationRecorder
 from psycopg.sql import SQL, Identifier
+
+from shared.audit.causes import caused_by, caused_by_event
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +72,58 @@ def advisory_key(name: str) -> int:
     )
 
 
+class _AdvisoryLocks:
+    """One connection per process and database that holds all this process's advisory locks
+    (a follower or clock each needs one lock, not one connection: connections are few).
+
+    PostgreSQL lets a session take a lock it already holds, so this process's own holders are
+    told apart here: a key already held in the process is not granted twice."""
+
+    _by_url: ClassVar[dict[str, _AdvisoryLocks]] = {}
+    _registry_guard = threading.Lock()
+
+    def __init__(self, database_url: str) -> None:
+        self.database_url = database_url
+        self._guard = threading.Lock()
+        self._conn: psycopg.Connection[Any] | None = None
+        self._held: set[int] = set()
+
+    @classmethod
+    def of(cls, database_url: str) -> _AdvisoryLocks:
+        with cls._registry_guard:
+            locks = cls._by_url.get(database_url)
+            if locks is None:
+                locks = cls._by_url[database_url] = cls(database_url)
+            return locks
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            self._conn = psycopg.connect(self.database_url, autocommit=True)
+            self._held.clear()  # a new session holds nothing
+        return self._conn
+
+    def try_lock(self, key: int) -> bool:
+        with self._guard:
+            if key in self._held:
+                return False
+            row = self._connection().execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+            if row and row[0]:
+                self._held.add(key)
+                return True
+            return False
+
+    def unlock(self, key: int) -> None:
+        with self._guard:
+            if key not in self._held:
+                return
+            self._held.discard(key)
+            conn = self._conn
+            if conn is not None and not conn.closed and not conn.broken:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+
+
 class Leadership:
-    """A session-level advisory lock held on a connection of its own."""
+    """A session-level advisory lock, taken on the process's lock connection."""
 
     def __init__(self, database_url: str, name: str) -> None:
         self.database_url = database_url
@@ -83,31 +135,28 @@ class Leadership:
     @contextmanager
     def hold(self, stopping: threading.Event, retry_seconds: float = 1.0) -> Iterator[bool]:
         """Wait until this process leads (yields True) or is told to stop (yields False)."""
-        with psycopg.connect(self.database_url, autocommit=True) as conn:
-            while not stopping.is_set():
-                row = conn.execute("SELECT pg_try_advisory_lock(%s)", (self.key,)).fetchone()
-                if row and row[0]:
-                    self.standing_by = False
-                    try:
-                        yield True
-                    finally:
-                        if not conn.closed:
-                            conn.execute("SELECT pg_advisory_unlock(%s)", (self.key,))
-                    return
-                self.standing_by = True
-                stopping.wait(retry_seconds)
-            yield False
+        locks = _AdvisoryLocks.of(self.database_url)
+        while not stopping.is_set():
+            if locks.try_lock(self.key):
+                self.standing_by = False
+                try:
+                    yield True
+                finally:
+                    locks.unlock(self.key)
+                return
+            self.standing_by = True
+            stopping.wait(retry_seconds)
+        yield False
 
     @contextmanager
     def try_hold(self) -> Iterator[bool]:
-        with psycopg.connect(self.database_url, autocommit=True) as conn:
-            row = conn.execute("SELECT pg_try_advisory_lock(%s)", (self.key,)).fetchone()
-            acquired = bool(row and row[0])
-            try:
-                yield acquired
-            finally:
-                if acquired:
-                    conn.execute("SELECT pg_advisory_unlock(%s)", (self.key,))
+        locks = _AdvisoryLocks.of(self.database_url)
+        acquired = locks.try_lock(self.key)
+        try:
+            yield acquired
+        finally:
+            if acquired:
+                locks.unlock(self.key)
 
 
 class Follower:
@@ -134,7 +183,12 @@ class Follower:
         event = self.source.decode(notification)
         self.target.process(event, Tracking(self.source.log, notification.id))
 
-    def catch_up(self, batch_size: int = 500, stopping: threading.Event | None = None) -> int:
+    def catch_up(
+        self,
+        batch_size: int = 500,
+        stopping: threading.Event | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
         """Apply every pending event now, in this thread. Caller must lead (or be alone)."""
         applied = 0
         while stopping is None or not stopping.is_set():
@@ -158,6 +212,8 @@ class Follower:
                     ]
                 )
             applied += len(notifications)
+            if progress is not None:
+                progress(len(notifications))
         return applied
 
     def sync(self, timeout: float = 30.0) -> None:
@@ -247,6 +303,16 @@ class DecidingTarget:
         return result
 
     def process(self, event: Any, tracking: Tracking) -> None:
+        cause = caused_by_event(
+            self.name,
+            tracking.application_name,
+            tracking.notification_id,
+            getattr(event, "correlation_id", None),
+        )
+        with caused_by(cause):
+            self._decide(event, tracking)
+
+    def _decide(self, event: Any, tracking: Tracking) -> None:
         # Another writer (the clock, a command, another follower) may have saved one of the
         # aggregates this decision changes: decide again on what it recorded.
         for attempt in range(self.attempts):

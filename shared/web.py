@@ -6,27 +6,28 @@ import logging
 from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Annotated, Any
-from uuid import UUID
+from typing import Any
 
 import asyncpg
 from asgi_correlation_id import CorrelationIdFilter, CorrelationIdMiddleware
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from pydantic import AwareDatetime, BaseModel
 
-from shared.auth import Allow, Principal, Role, TokenVerifier
-from shared.codec import build_transcoder
+from shared.audit.api import audit_router
+from shared.audit.causes import CauseMiddleware
+from shared.auth import TokenVerifier
 from shared.database import asyncpg_dsn
+from shared.dependencies import Admin, Runtime
 from shared.idempotency import IdempotencyMiddleware
 from shared.idempotency import ensure_table as ensure_idempotency_table
 from shared.problems import install_problem_handlers, problem_response
 from shared.runtime import ServiceRuntime
+from shared.webhooks.api import deliveries
 from shared.webhooks.outbox import webhook_bodies
 
 log = logging.getLogger(__name__)
@@ -53,82 +54,6 @@ def configure_logging(level: str, *, json_lines: bool) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-
-
-# --- dependencies ------------------------------------------------------------------------
-
-
-def get_runtime(request: Request) -> ServiceRuntime:
-    runtime: ServiceRuntime = request.app.state.runtime
-    return runtime
-
-
-def get_pool(request: Request) -> asyncpg.Pool:
-    pool: asyncpg.Pool = request.app.state.pool
-    return pool
-
-
-Runtime = Annotated[ServiceRuntime, Depends(get_runtime)]
-Pool = Annotated[asyncpg.Pool, Depends(get_pool)]
-Auditor = Annotated[Principal, Depends(Allow(Role.AUDITOR, Role.ADMIN))]
-Admin = Annotated[Principal, Depends(Allow(Role.ADMIN))]
-
-
-# --- the log, for auditors ----------------------------------------------------------------
-
-
-class LoggedEvent(BaseModel):
-    position: int
-    stream_id: UUID
-    stream_version: int
-    type: str
-    recorded_at: datetime | None
-    data: dict[str, Any]
-
-
-class EventPage(BaseModel):
-    events: list[LoggedEvent]
-    next_after: int
-    head: int
-
-
-_transcoder = build_transcoder()
-
-
-def _logged(row: asyncpg.Record) -> LoggedEvent:
-    data: dict[str, Any] = _transcoder.decode(bytes(row["state"]))
-    recorded_at = data.pop("timestamp", None)
-    return LoggedEvent(
-        position=row["notification_id"],
-        stream_id=row["originator_id"],
-        stream_version=row["originator_version"],
-        type=row["topic"],
-        recorded_at=recorded_at,
-        data=jsonable_encoder(data, custom_encoder={bytes: bytes.hex}),
-    )
-
-
-events_router = APIRouter(tags=["events"])
-
-
-@events_router.get("/v1/events", response_model=EventPage, summary="Read this service's log")
-async def read_events(
-    runtime: Runtime,
-    pool: Pool,
-    _: Auditor,
-    after: Annotated[int, Query(ge=0, description="Position to read after.")] = 0,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> EventPage:
-    table = f'"{runtime.schema}"."{runtime.name}_events"'
-    rows = await pool.fetch(
-        f"SELECT notification_id, originator_id, originator_version, topic, state FROM {table}"  # noqa: S608
-        " WHERE notification_id > $1 ORDER BY notification_id LIMIT $2",
-        after,
-        limit,
-    )
-    head = await pool.fetchval(f"SELECT coalesce(max(notification_id), 0) FROM {table}")  # noqa: S608
-    events = [_logged(row) for row in rows]
-    return EventPage(events=events, next_after=events[-1].position if events else after, head=head)
 
 
 # --- the clock, for admins -----------------------------------------------------------------
@@ -280,14 +205,13 @@ def create_service_api(
     registry.register(FollowerCollector(runtime))
     install_problem_handlers(api)
     ensure_idempotency_table(runtime.database_url, runtime.schema, runtime.name)
+    api.add_middleware(CauseMiddleware)
     api.add_middleware(IdempotencyMiddleware, service=runtime.name, schema=runtime.schema)
     api.add_middleware(CorrelationIdMiddleware, header_name="X-Request-ID")
     api.include_router(health_router(registry))
-    api.include_router(events_router)
+    api.include_router(audit_router)
     api.include_router(clock_router)
     if runtime.dispatcher is not None:
-        from shared.webhooks.api import deliveries  # the webhook plumbing needs shared.web
-
         api.include_router(deliveries)
         document_webhooks(api, runtime.name)
     for router in routers:

@@ -94,9 +94,15 @@ class CommissionsApplication(ServiceApplication, EventSourcedProjection[UUID]):
         except AggregateNotFoundError:
             return None
 
-    def statement(self, partner_id: UUID, period: str) -> Statement | None:
+    def statement(
+        self, partner_id: UUID, period: str, *, as_of: datetime | None = None
+    ) -> Statement | None:
+        """A statement now, or as recorded at an instant."""
+        statement_id = Statement.create_id(partner_id, period)
         try:
-            return self.get(Statement.create_id(partner_id, period), Statement)
+            if as_of is not None:
+                return self.get_as_of(statement_id, Statement, as_of)
+            return self.get(statement_id, Statement)
         except AggregateNotFoundError:
             return None
 

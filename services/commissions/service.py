@@ -15,6 +15,7 @@ from services.commissions.application import (
     MonthlyRun,
 )
 from services.commissions.projections import LedgerView, TiersView
+from shared.audit.index import audit_trail
 from shared.clock import ServiceClock, utc_now
 from shared.contracts import TierChanged
 from shared.runtime import ServiceRuntime, open_database, own_log, published_log
@@ -64,6 +65,7 @@ def build_runtime(
         registration_log=registration.recorder,
         save=app.save,
     )
+    audit = audit_trail(NAME, app, settings, url)
     return ServiceRuntime(
         name=NAME,
         settings=settings,
@@ -75,11 +77,12 @@ def build_runtime(
             Follower(tiering_tiers, tier_view, url),
             follows_ledger,
             *webhooks.followers,
+            audit.follower,
         ],
         clock=ServiceClock(
             app,
             NAME,
-            jobs=[MonthlyRun(app)],
+            jobs=[MonthlyRun(app), audit.checkpoint],
             needs=[*follows_tiering, follows_registration, follows_ledger],
             now=now,
         ),
@@ -89,6 +92,7 @@ def build_runtime(
             tier_view.close,
             ledger.close,
             webhooks.view.close,
+            audit.view.close,
             registration.recorder.datastore.close,
             tiering_decisions.recorder.datastore.close,
         ],

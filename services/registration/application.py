@@ -178,7 +178,9 @@ class RegistrationApplication(ServiceApplication):
         self.customers = customers
 
     # --- reading ----------------------------------------------------------------------
-    def registration(self, registration_id: UUID) -> Registration:
+    def registration(self, registration_id: UUID, *, as_of: datetime | None = None) -> Registration:
+        if as_of is not None:
+            return self.get_as_of(registration_id, Registration, as_of)
         return self.get(registration_id, Registration)
 
     def contract(self, contract_id: UUID) -> Contract:

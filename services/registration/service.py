@@ -20,6 +20,7 @@ from services.registration.projections import (
     PartnerDirectoryView,
     RegistrationIndex,
 )
+from shared.audit.index import audit_trail
 from shared.clock import ServiceClock, utc_now
 from shared.contracts import PartnerEnrolled, PartnerMembershipChanged, TierChanged
 from shared.runtime import ServiceRuntime, open_database, own_log, published_log
@@ -61,16 +62,23 @@ def build_runtime(
         registration_log=app.recorder,  # type: ignore[arg-type]
         save=app.save,
     )
+    audit = audit_trail(NAME, app, settings, url)
     return ServiceRuntime(
         name=NAME,
         settings=settings,
         database_url=url,
         app=app,
-        followers=[follows_tiering, follows_deals, follows_contracts, *webhooks.followers],
+        followers=[
+            follows_tiering,
+            follows_deals,
+            follows_contracts,
+            *webhooks.followers,
+            audit.follower,
+        ],
         clock=ServiceClock(
             app,
             NAME,
-            jobs=[RenewalsFallDue(app, index), RegistrationsAge(app, index)],
+            jobs=[RenewalsFallDue(app, index), RegistrationsAge(app, index), audit.checkpoint],
             needs=[follows_deals, follows_contracts],
             now=now,
         ),
@@ -81,6 +89,7 @@ def build_runtime(
             deals.close,
             contracts.close,
             webhooks.view.close,
+            audit.view.close,
             tiering.recorder.datastore.close,
         ],
     )

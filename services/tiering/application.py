@@ -8,13 +8,13 @@ from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Protocol
-from uuid import NAMESPACE_URL, UUID, uuid5
+from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, ProcessingEvent
 from eventsourcing.domain import Aggregate
 from eventsourcing.projection import EventSourcedProjection
 
-from services.tiering.domain.partners import Partner, Standing
+from services.tiering.domain.partners import Partner, Standing, renewal_booking_id
 from services.tiering.domain.program import Program
 from shared.contracts import (
     ContractCancelled,
@@ -46,6 +46,18 @@ class Members(Protocol):
     def last_registered(self, partner_id: UUID) -> date | None: ...
 
 
+class Register(Protocol):
+    """What the clock's jobs read: the members, each partner, the program. The application is
+    one; a what-if replay's in-memory history is another."""
+
+    @property
+    def members(self) -> Members: ...
+
+    def partner(self, partner_id: UUID) -> Partner: ...
+
+    def program(self) -> Program: ...
+
+
 class TieringApplication(ServiceApplication, EventSourcedProjection[UUID]):
     name = "tiering"
 
@@ -65,10 +77,17 @@ class TieringApplication(ServiceApplication, EventSourcedProjection[UUID]):
             return Program()
 
     def standing(
-        self, partner_id: UUID, today: date
+        self, partner_id: UUID, today: date, *, as_of: datetime | None = None
     ) -> tuple[Partner, PolicyVersion, list[Standing]]:
-        partner = self.partner(partner_id)
-        program = self.program()
+        """A partner's tiers and metrics on a day; ``as_of``: as recorded at that instant."""
+        if as_of is None:
+            partner, program = self.partner(partner_id), self.program()
+        else:
+            partner = self.get_as_of(partner_id, Partner, as_of)
+            try:
+                program = self.get_as_of(Program.create_id(), Program, as_of)
+            except AggregateNotFoundError:
+                program = Program()
         version = program.version_on(today)
         return partner, version, partner.standing(version.policy, today, program.convert)
 
@@ -184,7 +203,7 @@ class TieringApplication(ServiceApplication, EventSourcedProjection[UUID]):
             if signed is None or signed.motion != "sell":
                 return False  # a referral is won once; its renewals are the vendor's
             return partner.book(
-                booking_id=uuid5(NAMESPACE_URL, f"{event.contract_id}/renewal/{event.start_date}"),
+                booking_id=renewal_booking_id(event.contract_id, event.start_date),
                 contract_id=event.contract_id,
                 motion="sell",
                 booked_on=event.booked_on,
@@ -204,7 +223,7 @@ class TieringApplication(ServiceApplication, EventSourcedProjection[UUID]):
 class QuarterlyReview:
     """At the start of each quarter: demotions after the grace, non-performers flagged."""
 
-    def __init__(self, app: TieringApplication) -> None:
+    def __init__(self, app: Register) -> None:
         self.app = app
 
     def __call__(self, since: datetime | None, until: datetime) -> Sequence[Aggregate]:
@@ -234,7 +253,7 @@ class QuarterlyReview:
 class PolicyTakesEffect:
     """The day a policy version takes effect, whoever its thresholds now promote is promoted."""
 
-    def __init__(self, app: TieringApplication) -> None:
+    def __init__(self, app: Register) -> None:
         self.app = app
 
     def __call__(self, since: datetime | None, until: datetime) -> Sequence[Aggregate]:

@@ -166,38 +166,40 @@ class MembersView(View):
 
 
 class ActivityView(View):
-    name = "tiering_activity"
-    tables = ("tiering_partner_activity",)
+    """Each registration a partner made, as registration published it: how active a partner is,
+    now or as of any earlier instant."""
+
+    name = "tiering_activity_v2"
+    tables = ("tiering_registrations",)
     create_sql = (
-        "CREATE TABLE IF NOT EXISTS {schema}.tiering_partner_activity ("
-        " partner_id uuid PRIMARY KEY, registrations integer NOT NULL,"
-        " last_registered_at timestamptz NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS {schema}.tiering_registrations ("
+        " partner_id uuid NOT NULL, registration_id uuid NOT NULL,"
+        " registered_at timestamptz NOT NULL, PRIMARY KEY (partner_id, registration_id))",
+        "CREATE INDEX IF NOT EXISTS tiering_registrations_by_time"
+        " ON {schema}.tiering_registrations (partner_id, registered_at)",
     )
 
     @on(DealRegistered)
     def _registered(self, curs: Cursor[DictRow], event: DealRegistered) -> None:
         curs.execute(
             self.statement(
-                "INSERT INTO {schema}.tiering_partner_activity VALUES (%s, 1, %s)"
-                " ON CONFLICT (partner_id) DO UPDATE SET"
-                " registrations = tiering_partner_activity.registrations + 1,"
-                " last_registered_at = greatest("
-                "   tiering_partner_activity.last_registered_at, excluded.last_registered_at)"
+                "INSERT INTO {schema}.tiering_registrations VALUES (%s, %s, %s)"
+                " ON CONFLICT DO NOTHING"
             ),
-            (event.partner_id, event.occurred_at),
+            (event.partner_id, event.registration_id, event.occurred_at),
         )
 
     def last_registered(self, partner_id: UUID) -> date | None:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(
                 self.statement(
-                    "SELECT last_registered_at FROM {schema}.tiering_partner_activity"
+                    "SELECT max(registered_at) AS last FROM {schema}.tiering_registrations"
                     " WHERE partner_id = %s"
                 ),
                 (partner_id,),
             )
             row = curs.fetchone()
-        return row["last_registered_at"].date() if row else None
+        return row["last"].date() if row and row["last"] else None
 
 
 class MemberRegister:

@@ -15,6 +15,7 @@ from services.tiering.application import (
     TieringApplication,
 )
 from services.tiering.projections import ActivityView, MemberRegister, MembersView
+from shared.audit.index import audit_trail
 from shared.clock import ServiceClock, utc_now
 from shared.contracts import DealRegistered
 from shared.runtime import ServiceRuntime, open_database, own_log, published_log
@@ -49,16 +50,23 @@ def build_runtime(
         registration_log=registration_facts.recorder,
         save=app.save,
     )
+    audit = audit_trail(NAME, app, settings, url)
     return ServiceRuntime(
         name=NAME,
         settings=settings,
         database_url=url,
         app=app,
-        followers=[follows_members, follows_activity, decides_on_facts, *webhooks.followers],
+        followers=[
+            follows_members,
+            follows_activity,
+            decides_on_facts,
+            *webhooks.followers,
+            audit.follower,
+        ],
         clock=ServiceClock(
             app,
             NAME,
-            jobs=[PolicyTakesEffect(app), QuarterlyReview(app)],
+            jobs=[PolicyTakesEffect(app), QuarterlyReview(app), audit.checkpoint],
             needs=[decides_on_facts, follows_activity, follows_members],
             now=now,
         ),
@@ -67,6 +75,7 @@ def build_runtime(
         closers=[
             members.close,
             webhooks.view.close,
+            audit.view.close,
             activity.close,
             registrations.recorder.datastore.close,
             registration_facts.recorder.datastore.close,

@@ -11,9 +11,9 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import AwareDatetime, BaseModel
 
 from shared.auth import Allow, Principal, Role
+from shared.dependencies import Pool, Runtime
 from shared.paging import decode_cursor, encode_cursor
 from shared.problems import Problem
-from shared.web import Pool, Runtime
 from shared.webhooks.outbox import tables
 
 deliveries = APIRouter(prefix="/v1/webhooks", tags=["webhook deliveries"])

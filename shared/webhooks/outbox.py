@@ -17,7 +17,7 @@ from shared.contracts import DELIVERED_BY, PublishedEvent, WebhookEndpointChange
 from shared.projections import View, on
 
 _MESSAGE = uuid5(NAMESPACE_URL, "urn:dealreg:webhook-message")
-_ENVELOPE = frozenset({"log", "position", "stream_version", "occurred_at"})
+_ENVELOPE = frozenset({"log", "position", "stream_version", "occurred_at", "correlation_id"})
 
 
 def message_id(event: PublishedEvent) -> str:

@@ -109,14 +109,15 @@ def test_rebuild_beside_the_live_projection_is_identical(runtime: ServiceRuntime
     runtime.sync()
     report = runtime.rebuild(into_schema="rebuild_check")
     assert report.identical, [d for d in report.differences if d.only_live or d.only_rebuilt]
-    assert report.events_applied == 30  # 15 for the members, 15 for the webhook outbox
+    assert report.events_applied == 45  # 15 each: the members, the webhook outbox, the audit index
     assert {d.table for d in report.differences} == {
         "tiering_partners",
         "tiering_partner_tiers",
         "tiering_tier_changes",
-        "tiering_partner_activity",
+        "tiering_registrations",
         "tiering_webhook_endpoints",
         "tiering_webhook_messages",
+        "tiering_audit_index",
     }
 
 

@@ -13,9 +13,9 @@ from pydantic import BaseModel
 
 from services.commissions.application import CommissionsApplication
 from shared.auth import Allow, Principal, Role
+from shared.dependencies import Runtime
 from shared.money import Amount
 from shared.problems import Problem
-from shared.web import Runtime
 
 PERIOD_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
 

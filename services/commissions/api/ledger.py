@@ -17,9 +17,9 @@ from services.commissions.api.common import (
     own_partner,
 )
 from services.commissions.domain.rules import RULES
+from shared.dependencies import Pool
 from shared.paging import decode_cursor, encode_cursor
 from shared.problems import Problem
-from shared.web import Pool
 
 ledger = APIRouter(prefix="/v1/ledger", tags=["ledger"])
 

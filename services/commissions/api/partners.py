@@ -16,8 +16,8 @@ from pydantic import BaseModel
 from services.commissions.api.common import Commissions, Now, Reader, own_partner
 from services.commissions.domain.partners import Account, ElectionError
 from shared.auth import Allow, Principal, Role
+from shared.dependencies import Pool
 from shared.problems import Problem
-from shared.web import Pool
 
 partners = APIRouter(prefix="/v1/partners", tags=["partners"])
 

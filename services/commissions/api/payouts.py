@@ -8,8 +8,8 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
 from services.commissions.api.common import PERIOD_PATTERN, Finance
+from shared.dependencies import Pool
 from shared.money import Amount
-from shared.web import Pool
 
 payouts = APIRouter(prefix="/v1/payouts", tags=["payouts"])
 

@@ -6,16 +6,19 @@ import csv
 import io
 from collections.abc import Iterator
 from datetime import datetime
+from decimal import Decimal
 from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Path, Query
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from services.commissions.api.common import (
     LINE_COLUMNS,
     PERIOD_PATTERN,
+    Commissions,
     LineView,
     PeriodQuery,
     Reader,
@@ -23,10 +26,12 @@ from services.commissions.api.common import (
     line_view,
     own_partner,
 )
+from services.commissions.domain.statements import Statement
+from shared.audit.api import AsOf
+from shared.dependencies import Pool
 from shared.money import Amount
 from shared.paging import decode_cursor, encode_cursor
 from shared.problems import Problem
-from shared.web import Pool
 
 statements = APIRouter(prefix="/v1/statements", tags=["statements"])
 
@@ -197,9 +202,20 @@ async def get_statement(
     partner_id: UUID,
     period: Annotated[str, Path(pattern=PERIOD_PATTERN, examples=["2027-01"])],
     pool: Pool,
+    app: Commissions,
     principal: Reader,
+    as_of: AsOf = None,
 ) -> StatementDetail:
     own_partner(principal, partner_id)
+    if as_of is not None:
+        recorded = await run_in_threadpool(app.statement, partner_id, period, as_of=as_of)
+        if recorded is None:
+            raise Problem(
+                404,
+                "statement-not-found",
+                f"Partner {partner_id} had no statement for {period} as of {as_of.isoformat()}.",
+            )
+        return statement_as_recorded(recorded)
     row = await pool.fetchrow(
         _SUMMARY + " WHERE s.partner_id = $1 AND s.period = $2", partner_id, period
     )
@@ -215,3 +231,42 @@ async def get_statement(
         row["statement_id"],
     )
     return StatementDetail(**_summary(row), line_items=[line_view(line) for line in lines])
+
+
+def statement_as_recorded(statement: Statement) -> StatementDetail:
+    """The statement from its own events (as of an instant), in the shape the ledger shows."""
+    issued = statement.issued
+
+    def listed(per_currency: dict[str, Decimal]) -> list[Amount]:
+        return [Amount(amount=a, currency=c) for c, a in sorted(per_currency.items())]
+
+    return StatementDetail(
+        statement_id=statement.id,
+        partner_id=statement.partner_id,
+        period=statement.period,
+        status="issued" if issued else "open",
+        lines=len(statement.lines),
+        carried_in=listed(issued.carried_in) if issued else [],
+        totals=listed(issued.totals if issued else statement.totals()),
+        payable=listed(issued.payable) if issued else [],
+        carried_out=listed(issued.carried_out) if issued else [],
+        issued_at=statement.modified_on if issued else None,
+        line_items=[
+            LineView(
+                line_id=line.line_id,
+                statement_period=statement.period,
+                earned_in=line.earned_in,
+                rule=line.rule,
+                rate=line.rate,
+                base=Amount.of(line.base),
+                amount=Amount.of(line.amount),
+                contract_id=line.contract_id,
+                customer_key=line.customer_key,
+                explanation=line.explanation,
+                caused_by=list(line.caused_by),
+                corrects=line.corrects,
+                partner_id=statement.partner_id,
+            )
+            for line in statement.lines
+        ],
+    )

@@ -25,9 +25,9 @@ from services.registration.domain.registrations import (
     TransitionError,
 )
 from shared.auth import Allow, Principal, Role
+from shared.dependencies import Runtime
 from shared.money import MoneyBody
 from shared.problems import Problem
-from shared.web import Runtime
 
 
 def registration_app(runtime: Runtime) -> RegistrationApplication:
@@ -149,14 +149,18 @@ def explain(flag: dict[str, Any], principal: Principal) -> Explanation:
 
 
 def load_visible(
-    app: RegistrationApplication, registration_id: UUID, principal: Principal
+    app: RegistrationApplication,
+    registration_id: UUID,
+    principal: Principal,
+    as_of: datetime | None = None,
 ) -> Registration:
     try:
-        registration = app.registration(registration_id)
+        registration = app.registration(registration_id, as_of=as_of)
     except AggregateNotFoundError:
         registration = None
     if registration is None or not principal.may_see_partner(registration.partner_id):
-        raise Problem(404, "registration-not-found", f"No registration {registration_id}.")
+        when = f" as of {as_of.isoformat()}" if as_of else ""
+        raise Problem(404, "registration-not-found", f"No registration {registration_id}{when}.")
     return registration
 
 

@@ -29,11 +29,12 @@ from services.registration.domain.registrations import (
     Registration,
     RegistrationRuleError,
 )
+from shared.audit.api import AsOf
 from shared.auth import Role
+from shared.dependencies import Pool
 from shared.money import MoneyBody
 from shared.paging import decode_cursor, encode_cursor
 from shared.problems import Problem
-from shared.web import Pool
 
 registrations = APIRouter(prefix="/v1/registrations", tags=["registrations"])
 
@@ -162,8 +163,10 @@ async def by_external_id(external_id: str, app: App, principal: Reader) -> Regis
     response_model=RegistrationView,
     summary="A registration, with its explanation",
 )
-async def get_registration(registration_id: UUID, app: App, principal: Reader) -> RegistrationView:
-    registration = await run_in_threadpool(load_visible, app, registration_id, principal)
+async def get_registration(
+    registration_id: UUID, app: App, principal: Reader, as_of: AsOf = None
+) -> RegistrationView:
+    registration = await run_in_threadpool(load_visible, app, registration_id, principal, as_of)
     return RegistrationView.of(registration, principal)
 
 

@@ -26,8 +26,8 @@ from services.registration.domain.registrations import (
     Registration,
     RegistrationRuleError,
 )
+from shared.dependencies import Pool
 from shared.problems import Problem
-from shared.web import Pool
 
 review = APIRouter(tags=["review"])
 

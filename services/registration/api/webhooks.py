@@ -16,8 +16,8 @@ from services.registration.api.common import App, Now
 from services.registration.domain.webhooks import Endpoint, EndpointError
 from shared.auth import Allow, Principal, Role
 from shared.contracts import WEBHOOK_EVENT_TYPES
+from shared.dependencies import Runtime
 from shared.problems import Problem
-from shared.web import Runtime
 from shared.webhooks.addresses import EndpointUrlError, check_endpoint_url
 from shared.webhooks.secrets import SecretBox, new_secret
 

@@ -13,8 +13,8 @@ from pydantic import BaseModel, Field
 
 from services.tiering.api.common import Manager, Tiering, Today
 from services.tiering.api.partners import PartnerStanding, recorded
+from shared.dependencies import Pool
 from shared.money import MoneyBody
-from shared.web import Pool
 
 achievements = APIRouter(prefix="/v1/partners/{partner_id}", tags=["achievements"])
 

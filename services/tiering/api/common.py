@@ -9,7 +9,7 @@ from fastapi import Depends
 
 from services.tiering.application import TieringApplication
 from shared.auth import Allow, Principal, Role
-from shared.web import Runtime
+from shared.dependencies import Runtime
 
 Motion = Literal["sell", "manage", "service", "build"]
 AnyMotion = Literal["sell", "refer", "manage", "service", "build"]

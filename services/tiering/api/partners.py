@@ -22,10 +22,11 @@ from services.tiering.api.common import (
 )
 from services.tiering.application import TieringApplication
 from services.tiering.domain.partners import MembershipError, Partner
+from shared.audit.api import AsOf
 from shared.auth import Allow, Principal, Role
+from shared.dependencies import Pool, Runtime
 from shared.money import MoneyBody
 from shared.problems import Problem
-from shared.web import Pool, Runtime
 
 
 class EnrolmentRequest(BaseModel):
@@ -95,13 +96,21 @@ partners = APIRouter(prefix="/v1/partners", tags=["partners"])
 
 
 async def partner_standing(
-    app: TieringApplication, partner_id: UUID, today: date, pool: Pool
+    app: TieringApplication,
+    partner_id: UUID,
+    today: date,
+    pool: Pool,
+    as_of: datetime | None = None,
 ) -> PartnerStanding:
-    partner, version, standings = await run_in_threadpool(app.standing, partner_id, today)
+    partner, version, standings = await run_in_threadpool(
+        app.standing, partner_id, today, as_of=as_of
+    )
     activity = await pool.fetchrow(
-        "SELECT registrations, last_registered_at FROM tiering_partner_activity"
-        " WHERE partner_id = $1",
+        "SELECT count(*) AS registrations, max(registered_at) AS last_registered_at"
+        " FROM tiering_registrations"
+        " WHERE partner_id = $1 AND ($2::timestamptz IS NULL OR registered_at <= $2)",
         partner.id,
+        as_of,
     )
     return PartnerStanding(
         partner_id=partner.id,
@@ -163,14 +172,17 @@ async def standing(
     runtime: Runtime,
     pool: Pool,
     principal: Reader,
-    on: Annotated[date | None, Query(description="As of this day; default today")] = None,
+    on: Annotated[date | None, Query(description="Measured on this day; default today")] = None,
+    as_of: AsOf = None,
 ) -> PartnerStanding:
     if not principal.may_see_partner(partner_id):
         raise Problem(404, "partner-not-found", f"No partner {partner_id}.")
+    present = runtime.clock.time() if as_of is None else runtime.clock.time_at(as_of)
     try:
-        return await partner_standing(app, partner_id, on or runtime.clock.time().date(), pool)
+        return await partner_standing(app, partner_id, on or present.date(), pool, as_of)
     except AggregateNotFoundError as error:
-        raise Problem(404, "partner-not-found", f"No partner {partner_id}.") from error
+        when = f" as of {as_of.isoformat()}" if as_of else ""
+        raise Problem(404, "partner-not-found", f"No partner {partner_id}{when}.") from error
 
 
 @partners.get("", response_model=PartnerPage, summary="Partners of the program")

@@ -17,9 +17,9 @@ from services.tiering.api.common import (
     Staff,
 )
 from shared.auth import Role
+from shared.dependencies import Pool
 from shared.paging import decode_cursor, encode_cursor
 from shared.problems import Problem
-from shared.web import Pool
 
 tiers = APIRouter(prefix="/v1/tiers", tags=["tiers"])
 

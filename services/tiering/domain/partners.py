@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
-from uuid import UUID
+from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
@@ -72,6 +72,12 @@ ENTRY_TIER = {
     "build": "registered",
     "refer": "associate",
 }
+
+
+def renewal_booking_id(contract_id: UUID, start_date: date) -> UUID:
+    """A renewal's booking of the contract's new term (its signature books under the contract's
+    own id)."""
+    return uuid5(NAMESPACE_URL, f"{contract_id}/renewal/{start_date}")
 
 
 class MembershipError(ValueError):

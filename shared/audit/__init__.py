@@ -1,0 +1,1 @@
+"""The audit trail: causes on every event, the hash chain, history and replay."""

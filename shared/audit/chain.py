@@ -1,0 +1,308 @@
+"""Each log is hash-chained, in the transaction that records its events.
+
+``<log>_chain`` holds, for every position of ``<log>_events``, the SHA-256 of the previous
+position's hash and the row (position, stream id, stream version, topic, stored state). The
+service writes both under the table lock the `eventsourcing` recorder takes for every insert,
+so the chain follows commit order exactly. A row changed, deleted, inserted or moved by
+anything but the service breaks the chain at that position; rewriting the chain too is caught
+by the checkpoints published from it (the head's hash, recorded and delivered as events).
+
+The encoding is fixed and documented here so that anyone can recompute it without this code:
+
+    hash(p) = sha256( hash(previous position) || int64be(p) || originator_id (16 bytes)
+                      || int64be(version) || uint32be(len(topic)) || topic (UTF-8)
+                      || uint64be(len(state)) || state )
+
+with 32 zero bytes before the first position.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from eventsourcing.persistence import StoredEvent
+from eventsourcing.postgres import (
+    PostgresApplicationRecorder,
+    PostgresDatastore,
+    PostgresProcessRecorder,
+)
+from psycopg import Cursor
+from psycopg.rows import DictRow
+from psycopg.sql import SQL, Composed, Identifier
+
+GENESIS = bytes(32)
+
+
+def link(
+    previous: bytes, position: int, originator_id: UUID, version: int, topic: str, state: bytes
+) -> bytes:
+    digest = hashlib.sha256(previous)
+    digest.update(position.to_bytes(8, "big", signed=True))
+    digest.update(originator_id.bytes)
+    digest.update(version.to_bytes(8, "big", signed=True))
+    encoded_topic = topic.encode()
+    digest.update(len(encoded_topic).to_bytes(4, "big"))
+    digest.update(encoded_topic)
+    digest.update(len(state).to_bytes(8, "big"))
+    digest.update(state)
+    return digest.digest()
+
+
+def chain_table(log: str) -> str:
+    return f"{log}_chain"
+
+
+def _qualified(schema: str, table: str) -> Composed:
+    return SQL("{}.{}").format(Identifier(schema), Identifier(table))
+
+
+class _Chained(PostgresApplicationRecorder):
+    """Extends the chain in the transaction that inserts the events."""
+
+    def __init__(self, datastore: PostgresDatastore, **kwargs: Any) -> None:
+        super().__init__(datastore, **kwargs)
+        log = self.events_table_name.removesuffix("_events")
+        self.chain = _qualified(datastore.schema, chain_table(log))
+        self.sql_create_statements.append(
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {} (position bigint PRIMARY KEY, hash bytea NOT NULL)"
+            ).format(self.chain)
+        )
+        self._head = SQL("SELECT hash FROM {} ORDER BY position DESC LIMIT 1").format(self.chain)
+        self._append = SQL("INSERT INTO {} (position, hash) VALUES (%s, %s)").format(self.chain)
+
+    def create_table(self) -> None:
+        super().create_table()
+        self._chain_existing_events()
+
+    def _fetch_ids_after_insert_events(
+        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        positions = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+        if positions:
+            curs.execute(self._head, prepare=True)
+            row = curs.fetchone()
+            previous = bytes(row["hash"]) if row else GENESIS
+            links = []
+            for position, stored in zip(positions, stored_events, strict=True):
+                previous = link(
+                    previous,
+                    position,
+                    stored.originator_id,  # type: ignore[arg-type]
+                    stored.originator_version,
+                    stored.topic,
+                    stored.state,
+                )
+                links.append((position, previous))
+            curs.executemany(self._append, links)
+        return positions
+
+    def _chain_existing_events(self) -> None:
+        """A log that predates its chain is chained from its first event, once, when the chain
+        table is created (under the recorder's lock, so no insert slips in between)."""
+        events = _qualified(self.datastore.schema, self.events_table_name)
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(SQL("SELECT 1 FROM {} LIMIT 1").format(self.chain))
+            if curs.fetchone():
+                return
+            for statement in self.lock_table_statements:
+                curs.execute(statement)
+            curs.execute(SQL("SELECT 1 FROM {} LIMIT 1").format(events))
+            if not curs.fetchone():
+                return
+            previous = GENESIS
+            links = []
+            for row in _rows(curs, events):
+                previous = link(previous, *row)
+                links.append((row[0], previous))
+            curs.executemany(self._append, links)
+
+
+class ChainedApplicationRecorder(_Chained, PostgresApplicationRecorder):
+    pass
+
+
+class ChainedProcessRecorder(_Chained, PostgresProcessRecorder):
+    pass
+
+
+def _rows(curs: Cursor[Any], events: Composed) -> Iterator[tuple[int, UUID, int, str, bytes]]:
+    curs.execute(
+        SQL(
+            "SELECT notification_id, originator_id, originator_version, topic, state FROM {}"
+            " ORDER BY notification_id"
+        ).format(events)
+    )
+    for row in curs.fetchall():
+        values = tuple(row.values()) if isinstance(row, dict) else tuple(row)
+        yield values[0], values[1], values[2], values[3], bytes(values[4])
+
+
+# --- reading and verifying the chain ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChainHead:
+    log: str
+    position: int
+    hash: str
+    """Hex."""
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A chain head published at some time: ``hash`` must be the chain's hash at ``position``."""
+
+    log: str
+    position: int
+    hash: str
+    source: str
+    """Where it came from: the log itself, or a copy kept elsewhere."""
+
+
+@dataclass(frozen=True)
+class Break:
+    position: int
+    kind: str
+    """``changed`` (the row is not what was chained: altered, or moved from elsewhere),
+    ``deleted`` (chained, no longer in the log), ``inserted`` (in the log, never chained),
+    ``checkpoint`` (the chain itself was rewritten: a published checkpoint disagrees)."""
+    detail: str
+
+
+@dataclass(frozen=True)
+class Verification:
+    log: str
+    events: int
+    head: ChainHead | None
+    checkpoints_checked: int
+    first_break: Break | None
+
+    @property
+    def intact(self) -> bool:
+        return self.first_break is None
+
+
+def chain_head(database_url: str, schema: str, log: str) -> ChainHead | None:
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            SQL("SELECT position, hash FROM {} ORDER BY position DESC LIMIT 1").format(
+                _qualified(schema, chain_table(log))
+            )
+        ).fetchone()
+    return ChainHead(log, row[0], bytes(row[1]).hex()) if row else None
+
+
+def verify_chain(
+    database_url: str,
+    schema: str,
+    log: str,
+    *,
+    checkpoints: Iterable[Checkpoint] = (),
+    progress: Callable[[int], None] = lambda _: None,
+) -> Verification:
+    """Recompute the chain from the log's rows and compare, position by position, with what was
+    chained and with every checkpoint; the first disagreement is the answer."""
+    expected = {c.position: c for c in checkpoints if c.log == log}
+    events = _qualified(schema, f"{log}_events")
+    chain = _qualified(schema, chain_table(log))
+    previous = GENESIS
+    seen = 0
+    checked = 0
+    head: ChainHead | None = None
+    with psycopg.connect(database_url) as conn, conn.transaction():
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        with conn.cursor(name="verify") as curs:
+            curs.itersize = 2000
+            curs.execute(
+                SQL(
+                    "SELECT coalesce(e.notification_id, c.position), e.originator_id,"
+                    " e.originator_version, e.topic, e.state, c.hash"
+                    " FROM {} e FULL OUTER JOIN {} c ON c.position = e.notification_id"
+                    " ORDER BY 1"
+                ).format(events, chain)
+            )
+            for position, stream, version, topic, state, chained in curs:
+                seen += 1
+                if seen % 10_000 == 0:
+                    progress(10_000)
+                if stream is None:
+                    return _broken(
+                        log,
+                        seen,
+                        head,
+                        checked,
+                        position,
+                        "deleted",
+                        "chained, but no longer in the log",
+                    )
+                if chained is None:
+                    return _broken(
+                        log,
+                        seen,
+                        head,
+                        checked,
+                        position,
+                        "inserted",
+                        "in the log, but never chained by the service",
+                    )
+                recomputed = link(previous, position, stream, version, topic, bytes(state))
+                if recomputed != bytes(chained):
+                    return _broken(
+                        log,
+                        seen,
+                        head,
+                        checked,
+                        position,
+                        "changed",
+                        f"{topic} of {stream} v{version} is not the row that was "
+                        "chained here (altered, or moved from another position)",
+                    )
+                checkpoint = expected.pop(position, None)
+                if checkpoint is not None:
+                    checked += 1
+                    if checkpoint.hash != recomputed.hex():
+                        return _broken(
+                            log,
+                            seen,
+                            head,
+                            checked,
+                            position,
+                            "checkpoint",
+                            f"the checkpoint from {checkpoint.source} says "
+                            f"{checkpoint.hash}; the log gives {recomputed.hex()}: "
+                            "the log and its chain were rewritten",
+                        )
+                previous = recomputed
+                head = ChainHead(log, position, recomputed.hex())
+    progress(seen % 10_000)
+    for position in sorted(expected):
+        checkpoint = expected[position]
+        return _broken(
+            log,
+            seen,
+            head,
+            checked,
+            position,
+            "checkpoint",
+            f"the checkpoint from {checkpoint.source} names position {position}, "
+            "which the log no longer holds",
+        )
+    return Verification(log, seen, head, checked, None)
+
+
+def _broken(
+    log: str,
+    seen: int,
+    head: ChainHead | None,
+    checked: int,
+    position: int,
+    kind: str,
+    detail: str,
+) -> Verification:
+    return Verification(log, seen, head, checked, Break(position, kind, detail))
