@@ -22,6 +22,7 @@ from rich.progress import (
 )
 
 from dealreg.catalogue import SERVICES
+from dealreg.whatif import what_if
 from shared.audit.causes import AUDIT_KEY, caused_by, caused_by_operator
 from shared.audit.chain import Checkpoint, Verification, verify_chain
 from shared.audit.index import ACTOR, CORRELATION, index_table
@@ -267,3 +268,6 @@ def _history(database: Database, log: str, key: str) -> Iterator[dict[str, Any]]
             "cause": data.pop(AUDIT_KEY, {}),
             "data": data,
         }
+
+
+audit.command("what-if")(what_if)

@@ -46,6 +46,14 @@ def _wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float) ->
     raise RuntimeError(f"{url} did not answer /healthz within {timeout:.0f}s")
 
 
+def _reachable(host: str) -> str:
+    """The address (in a URL) a child reaches a sibling at: loopback when they listen on every
+    interface."""
+    if host in ("0.0.0.0", "::", ""):  # noqa: S104
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
+
+
 def run_all(host: str, settings: ServiceSettings, *, port_offset: int = 0) -> int:
     settings = settings.model_copy(update={"data_dir": settings.data_dir.resolve()})
     server: Any = None
@@ -63,6 +71,9 @@ def run_all(host: str, settings: ServiceSettings, *, port_offset: int = 0) -> in
         "DEALREG_DATA_DIR": str(settings.data_dir),
         # Readable lines in a terminal; deployments keep the JSON default.
         "DEALREG_LOG_JSON": os.environ.get("DEALREG_LOG_JSON", "false"),
+        # Tiering asks commissions for a what-if's statements, where this starts it.
+        "DEALREG_COMMISSIONS_URL": f"http://{_reachable(host)}:"
+        f"{SERVICES['commissions'].port + port_offset}",
     }
     if not (settings.jwt_public_key or settings.jwks_url):
         env["DEALREG_JWT_SECRET"] = secret

@@ -189,6 +189,11 @@ def parse_policy(text: str | bytes, *, media_type: str = "application/yaml") -> 
         )
     except (ValueError, yaml.YAMLError) as error:
         raise PolicyDocumentError(f"not a readable {media_type} document: {error}") from error
+    return validate_policy(data)
+
+
+def validate_policy(data: Any) -> ProgramPolicy:
+    """A document already read (a JSON body's object), checked as ``parse_policy`` checks it."""
     try:
         return ProgramPolicy.model_validate(data)
     except ValidationError as error:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,9 +30,9 @@ class Clients:
         return partner_id
 
 
-@pytest.fixture
-def clients(settings_for: Callable[..., Any]) -> Iterator[Clients]:
-    """The three services in this process, each with its workers, on one fresh database."""
+@contextmanager
+def running_services(settings_for: Callable[..., Any]) -> Iterator[Clients]:
+    """The three services in this process, each with its workers, until the block ends."""
     local = {"webhook_allow_private_urls": True, "webhook_poll_seconds": 0.05}
     with (
         TestClient(tiering.create_app(settings_for(**local))) as t,
@@ -39,3 +40,10 @@ def clients(settings_for: Callable[..., Any]) -> Iterator[Clients]:
         TestClient(commissions.create_app(settings_for(**local))) as c,
     ):
         yield Clients(t, r, c)
+
+
+@pytest.fixture
+def clients(settings_for: Callable[..., Any]) -> Iterator[Clients]:
+    """The three services in this process, each with its workers, on one fresh database."""
+    with running_services(settings_for) as running:
+        yield running

@@ -1,5 +1,6 @@
-"""Commissions' rules over an in-memory log (the library's POPO persistence, through the same
-transcoding as PostgreSQL): published events in, statements out, no database."""
+"""Commissions' rules over in-memory books (``MemoryBooks``, the what-if's: the library's POPO
+persistence, through the same transcoding as PostgreSQL): published events in, statements out,
+no database."""
 
 from __future__ import annotations
 
@@ -9,14 +10,9 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import JSONTranscoder
-
 from services.commissions.domain.contracts import Contract
-from services.commissions.domain.rules import CommissionRules
 from services.commissions.domain.statements import Line, Statement
-from shared.codec import register_transcodings
+from services.commissions.whatif import Replay
 from shared.contracts import (
     ContractCancelled,
     ContractRenewed,
@@ -26,62 +22,20 @@ from shared.contracts import (
     TierChanged,
 )
 from shared.money import Money
+from shared.whatif import DraftPolicy
 
 
 def at(day: date, hour: int = 12) -> datetime:
     return datetime.combine(day, time(hour), tzinfo=UTC)
 
 
-class MemoryLog(Application[UUID]):
-    env = {"PERSISTENCE_MODULE": "eventsourcing.popo"}
-
-    def register_transcodings(self, transcoder: JSONTranscoder) -> None:
-        register_transcodings(transcoder)
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.contracts: set[UUID] = set()
-        self.statements: set[UUID] = set()
-
-    def keep(self, aggregates: list[Aggregate]) -> None:
-        for aggregate in aggregates:
-            if isinstance(aggregate, Contract):
-                self.contracts.add(aggregate.id)
-            if isinstance(aggregate, Statement):
-                self.statements.add(aggregate.id)
-        self.save(*aggregates)
-
-    # --- the Store port -----------------------------------------------------------------
-    def find(self, aggregate_id: UUID) -> Aggregate | None:
-        try:
-            aggregate: Aggregate = self.repository.get(aggregate_id)
-        except AggregateNotFoundError:
-            return None
-        return aggregate
-
-    def contracts_due(self, on: date) -> list[UUID]:
-        due = []
-        for contract_id in sorted(self.contracts):
-            contract: Contract = self.repository.get(contract_id)
-            next_due = contract.next_due()
-            if next_due is not None and next_due <= on:
-                due.append(contract_id)
-        return due
-
-    def statements_open(self, through: str) -> list[UUID]:
-        found = [self.repository.get(s) for s in self.statements]
-        return [
-            s.id
-            for s in sorted(found, key=lambda s: (s.partner_id, s.period))
-            if s.issued is None and s.period <= through
-        ]
-
-
 class Books:
-    """Drives the rules as the service does: one decision, one save."""
+    """Published events made to order, decided as the service decides them (one decision, one
+    save: the what-if's ``Replay``)."""
 
-    def __init__(self) -> None:
-        self.log = MemoryLog()
+    def __init__(self, draft: DraftPolicy | None = None) -> None:
+        self.replay = Replay(draft)
+        self.log = self.replay.books
         self.position = 0
 
     def _next(self, log: str, occurred_at: datetime) -> dict[str, Any]:
@@ -94,14 +48,10 @@ class Books:
         }
 
     def decide(self, event: PublishedEvent) -> None:
-        rules = CommissionRules(self.log)
-        rules.decide(event)
-        self.log.keep(rules.changed())
+        self.replay.decide(event)
 
     def run_clock(self, until: datetime) -> None:
-        rules = CommissionRules(self.log)
-        rules.run(until)
-        self.log.keep(rules.changed())
+        self.replay.run_clock(until)
 
     # --- what the other services publish ------------------------------------------------
     def tier(self, partner_id: UUID, tier: str, on: date, motion: str = "sell") -> None:
@@ -210,5 +160,5 @@ class Books:
         ]
 
     def all_statements(self) -> dict[UUID, tuple[tuple[Line, ...], Any]]:
-        found = [self.log.repository.get(s) for s in self.log.statements]
+        found: list[Statement] = [self.log.repository.get(s) for s in self.log.statements]
         return {s.id: (tuple(s.lines), s.issued) for s in found}

@@ -5,7 +5,8 @@ from services.commissions.api.partners import partner_tiers, partners
 from services.commissions.api.payouts import payouts
 from services.commissions.api.rates import rates
 from services.commissions.api.statements import statements
+from services.commissions.api.whatif import what_if
 
-routers = [statements, ledger, payouts, partners, partner_tiers, rates]
+routers = [statements, ledger, payouts, partners, partner_tiers, rates, what_if]
 
 __all__ = ["routers"]

@@ -4,7 +4,8 @@ from services.tiering.api.achievements import achievements
 from services.tiering.api.partners import partners
 from services.tiering.api.program import program
 from services.tiering.api.tiers import tiers
+from services.tiering.api.whatif import what_if
 
-routers = [partners, achievements, tiers, program]
+routers = [partners, achievements, tiers, program, what_if]
 
 __all__ = ["routers"]
