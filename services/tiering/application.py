@@ -272,6 +272,45 @@ class PolicyTakesEffect:
         return list(changed.values())
 
 
+class ProgramCalendar:
+    """Time in the program, one clock run at a time: the policy versions that take effect, then
+    the quarterly reviews, deciding on the same partners (each loaded once per run: a run that
+    crosses both must save one partner, not two copies of it)."""
+
+    def __init__(self, app: Register) -> None:
+        self.app = app
+
+    def __call__(self, since: datetime | None, until: datetime) -> Sequence[Aggregate]:
+        run = _LoadedOnce(self.app)
+        changed: dict[UUID, Aggregate] = {}
+        for job in (PolicyTakesEffect(run), QuarterlyReview(run)):
+            changed.update((aggregate.id, aggregate) for aggregate in job(since, until))
+        return list(changed.values())
+
+
+class _LoadedOnce:
+    """A register that hands out the same partner object for the length of one clock run."""
+
+    def __init__(self, register: Register) -> None:
+        self.register = register
+        self._partners: dict[UUID, Partner] = {}
+        self._program: Program | None = None
+
+    @property
+    def members(self) -> Members:
+        return self.register.members
+
+    def partner(self, partner_id: UUID) -> Partner:
+        if partner_id not in self._partners:
+            self._partners[partner_id] = self.register.partner(partner_id)
+        return self._partners[partner_id]
+
+    def program(self) -> Program:
+        if self._program is None:
+            self._program = self.register.program()
+        return self._program
+
+
 def quarter_starts(after: date, until: date) -> list[date]:
     """First days of quarters in (after, until]."""
     days: list[date] = []

@@ -10,8 +10,7 @@ from fastapi import FastAPI
 from services.tiering.api import routers
 from services.tiering.application import (
     FOLLOWS,
-    PolicyTakesEffect,
-    QuarterlyReview,
+    ProgramCalendar,
     TieringApplication,
 )
 from services.tiering.projections import ActivityView, MemberRegister, MembersView
@@ -66,7 +65,7 @@ def build_runtime(
         clock=ServiceClock(
             app,
             NAME,
-            jobs=[PolicyTakesEffect(app), QuarterlyReview(app), audit.checkpoint],
+            jobs=[ProgramCalendar(app), audit.checkpoint],
             needs=[decides_on_facts, follows_activity, follows_members],
             now=now,
         ),

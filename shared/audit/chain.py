@@ -208,13 +208,9 @@ def verify_chain(
 ) -> Verification:
     """Recompute the chain from the log's rows and compare, position by position, with what was
     chained and with every checkpoint; the first disagreement is the answer."""
-    expected = {c.position: c for c in checkpoints if c.log == log}
+    walk = _Walk(log, {c.position: c for c in checkpoints if c.log == log})
     events = _qualified(schema, f"{log}_events")
     chain = _qualified(schema, chain_table(log))
-    previous = GENESIS
-    seen = 0
-    checked = 0
-    head: ChainHead | None = None
     with psycopg.connect(database_url) as conn, conn.transaction():
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
         with conn.cursor(name="verify") as curs:
@@ -227,82 +223,76 @@ def verify_chain(
                     " ORDER BY 1"
                 ).format(events, chain)
             )
-            for position, stream, version, topic, state, chained in curs:
-                seen += 1
-                if seen % 10_000 == 0:
+            for row in curs:
+                found = walk.step(*row)
+                if walk.seen % 10_000 == 0:
                     progress(10_000)
-                if stream is None:
-                    return _broken(
-                        log,
-                        seen,
-                        head,
-                        checked,
-                        position,
-                        "deleted",
-                        "chained, but no longer in the log",
-                    )
-                if chained is None:
-                    return _broken(
-                        log,
-                        seen,
-                        head,
-                        checked,
-                        position,
-                        "inserted",
-                        "in the log, but never chained by the service",
-                    )
-                recomputed = link(previous, position, stream, version, topic, bytes(state))
-                if recomputed != bytes(chained):
-                    return _broken(
-                        log,
-                        seen,
-                        head,
-                        checked,
-                        position,
-                        "changed",
-                        f"{topic} of {stream} v{version} is not the row that was "
-                        "chained here (altered, or moved from another position)",
-                    )
-                checkpoint = expected.pop(position, None)
-                if checkpoint is not None:
-                    checked += 1
-                    if checkpoint.hash != recomputed.hex():
-                        return _broken(
-                            log,
-                            seen,
-                            head,
-                            checked,
-                            position,
-                            "checkpoint",
-                            f"the checkpoint from {checkpoint.source} says "
-                            f"{checkpoint.hash}; the log gives {recomputed.hex()}: "
-                            "the log and its chain were rewritten",
-                        )
-                previous = recomputed
-                head = ChainHead(log, position, recomputed.hex())
-    progress(seen % 10_000)
-    for position in sorted(expected):
-        checkpoint = expected[position]
-        return _broken(
-            log,
-            seen,
-            head,
-            checked,
-            position,
-            "checkpoint",
-            f"the checkpoint from {checkpoint.source} names position {position}, "
-            "which the log no longer holds",
+                if found is not None:
+                    return walk.verification(found)
+    progress(walk.seen % 10_000)
+    return walk.verification(walk.checkpoints_left())
+
+
+class _Walk:
+    """The verifier's way along the log: the hash so far, and what has been checked."""
+
+    def __init__(self, log: str, expected: dict[int, Checkpoint]) -> None:
+        self.log = log
+        self.expected = expected
+        self.previous = GENESIS
+        self.seen = 0
+        self.checked = 0
+        self.head: ChainHead | None = None
+
+    def step(
+        self,
+        position: int,
+        stream: UUID | None,
+        version: int | None,
+        topic: str | None,
+        state: bytes | None,
+        chained: bytes | None,
+    ) -> Break | None:
+        self.seen += 1
+        if stream is None or version is None:  # both NOT NULL in the log: no row here
+            return Break(position, "deleted", "chained, but no longer in the log")
+        if chained is None:
+            return Break(position, "inserted", "in the log, but never chained by the service")
+        recomputed = link(
+            self.previous, position, stream, version, topic or "", bytes(state or b"")
         )
-    return Verification(log, seen, head, checked, None)
+        if recomputed != bytes(chained):
+            return Break(
+                position,
+                "changed",
+                f"{topic} of {stream} v{version} is not the row that was chained here "
+                "(altered, or moved from another position)",
+            )
+        checkpoint = self.expected.pop(position, None)
+        if checkpoint is not None:
+            self.checked += 1
+            if checkpoint.hash != recomputed.hex():
+                return Break(
+                    position,
+                    "checkpoint",
+                    f"the checkpoint from {checkpoint.source} says {checkpoint.hash}; the log "
+                    f"gives {recomputed.hex()}: the log and its chain were rewritten",
+                )
+        self.previous = recomputed
+        self.head = ChainHead(self.log, position, recomputed.hex())
+        return None
 
+    def checkpoints_left(self) -> Break | None:
+        """A checkpoint past the end of the log: the log was cut short."""
+        for position in sorted(self.expected):
+            source = self.expected[position].source
+            return Break(
+                position,
+                "checkpoint",
+                f"the checkpoint from {source} names position {position}, which the log no "
+                "longer holds",
+            )
+        return None
 
-def _broken(
-    log: str,
-    seen: int,
-    head: ChainHead | None,
-    checked: int,
-    position: int,
-    kind: str,
-    detail: str,
-) -> Verification:
-    return Verification(log, seen, head, checked, Break(position, kind, detail))
+    def verification(self, found: Break | None) -> Verification:
+        return Verification(self.log, self.seen, self.head, self.checked, found)

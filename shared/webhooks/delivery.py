@@ -26,6 +26,7 @@ from psycopg.rows import dict_row
 from psycopg.sql import SQL, Identifier
 
 import shared.contracts as published
+from shared.audit.causes import SERVICE_ROLE, Cause, caused_by
 from shared.contracts import publishes
 from shared.database import creating_tables
 from shared.settings import ServiceSettings
@@ -412,7 +413,14 @@ class Dispatcher:
                 if suspension is not None:
                     suspensions.append(suspension)
         for suspension in suspensions:
-            self.save(suspension)
+            cause = Cause(
+                actor=f"{self.service}:webhooks",
+                role=SERVICE_ROLE,
+                correlation_id=f"webhook-endpoint:{suspension.endpoint_id}",
+                causation_id=f"webhook-delivery:{suspension.endpoint_id}",
+            )
+            with caused_by(cause):
+                self.save(suspension)
 
     def _health(self, conn: psycopg.Connection[Any], outcome: Outcome) -> Suspension | None:
         """A success clears the failing streak; a 410, or failing for too long, suspends."""

@@ -133,9 +133,9 @@ tiers:
 """
 
 
-def test_a_policy_with_a_future_effective_date_changes_nothing_before_it(
-    clients: Clients,
-) -> None:
+def twelve_thousand_a_year_then_certified_from_ten_on_march_first(clients: Clients) -> str:
+    """A partner selling 12,000 a year since January 2027 (registered), and a policy version
+    from 1 March 2027 that makes 10,000 enough for certified."""
     run_tiering_clock(clients, "2027-02-01T00:00:00Z")
     partner = clients.enrol()
     registered = clients.registration.post(
@@ -156,6 +156,13 @@ def test_a_policy_with_a_future_effective_date_changes_nothing_before_it(
     )
     assert adopted.status_code == 201, adopted.text
     assert adopted.json()["version"] == 2
+    return partner
+
+
+def test_a_policy_with_a_future_effective_date_changes_nothing_before_it(
+    clients: Clients,
+) -> None:
+    partner = twelve_thousand_a_year_then_certified_from_ten_on_march_first(clients)
 
     run_tiering_clock(clients, "2027-02-28T23:00:00Z")
     before = standing(clients, partner)
@@ -180,6 +187,21 @@ def test_a_policy_with_a_future_effective_date_changes_nothing_before_it(
     )
     assert document.headers["content-type"].startswith("application/yaml")
     assert "first_year_value: '10000'" in document.text
+
+
+def test_one_clock_run_across_a_policy_change_and_a_quarter_start_decides_both(
+    clients: Clients,
+) -> None:
+    partner = twelve_thousand_a_year_then_certified_from_ten_on_march_first(clients)
+
+    run_tiering_clock(clients, "2027-04-02T00:00:00Z")  # the policy's day, then a quarter's
+    assert standing(clients, partner)["tiers"]["sell"] == "certified"
+    reviewed = clients.tiering.get(
+        f"/v1/history/{partner}", params={"limit": "1000"}, headers=ADMIN
+    ).json()["events"]
+    assert [e["data"]["review_on"] for e in reviewed if e["type"].endswith("QuarterReviewed")] == [
+        "2027-04-01"
+    ]
 
 
 @pytest.mark.parametrize(

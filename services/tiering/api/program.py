@@ -14,12 +14,39 @@ from pydantic import BaseModel, Field
 from services.tiering.api.common import Admin, Staff, Tiering, Today
 from services.tiering.domain.program import PolicyChangeError
 from shared.auth import Allow, Principal, Role
-from shared.policy import PolicyDocumentError, PolicyVersion, parse_policy
+from shared.policy import PolicyDocumentError, PolicyVersion, ProgramPolicy, parse_policy
 from shared.problems import Problem
 
 program = APIRouter(prefix="/v1/program", tags=["program"])
 
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml")
+
+POLICY_DOCUMENT_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/yaml": {"schema": {"type": "string"}},
+            "application/json": {"schema": {"type": "object"}},
+        },
+    }
+}
+"""The OpenAPI of a request whose body is a policy document."""
+
+
+async def policy_sent(request: Request) -> ProgramPolicy:
+    """The policy document a request carries, as YAML or JSON: 415 for another media type,
+    422 (with the path of each problem) for one that cannot be read or is not valid."""
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type not in (*YAML_TYPES, "application/json"):
+        raise Problem(
+            415,
+            "unsupported-media-type",
+            "Send the policy document as application/yaml or application/json.",
+        )
+    try:
+        return parse_policy(await request.body(), media_type=media_type)
+    except PolicyDocumentError as error:
+        raise Problem(422, "policy-rejected", str(error)) from error
 
 
 class VersionSummary(BaseModel):
@@ -74,15 +101,7 @@ def policy_document(version: int, request: Request, app: Tiering, _: Staff) -> R
     status_code=201,
     response_model=VersionSummary,
     summary="Adopt a new policy version from a day on",
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/yaml": {"schema": {"type": "string"}},
-                "application/json": {"schema": {"type": "object"}},
-            },
-        }
-    },
+    openapi_extra=POLICY_DOCUMENT_BODY,
 )
 async def adopt_policy(
     request: Request,
@@ -92,15 +111,8 @@ async def adopt_policy(
     effective_on: Annotated[date, Query(description="The first day the version is in force")],
     note: Annotated[str, Query(max_length=500)] = "",
 ) -> VersionSummary:
-    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media_type not in (*YAML_TYPES, "application/json"):
-        raise Problem(
-            415,
-            "unsupported-media-type",
-            "Send the policy document as application/yaml or application/json.",
-        )
+    policy = await policy_sent(request)
     try:
-        policy = parse_policy(await request.body(), media_type=media_type)
         version = await run_in_threadpool(
             app.adopt_policy,
             policy,
@@ -109,7 +121,7 @@ async def adopt_policy(
             by=admin.subject,
             note=note,
         )
-    except (PolicyDocumentError, PolicyChangeError) as error:
+    except PolicyChangeError as error:
         raise Problem(422, "policy-rejected", str(error)) from error
     return VersionSummary.of(version)
 

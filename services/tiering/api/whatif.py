@@ -14,10 +14,9 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from services.tiering.api.common import Admin
-from services.tiering.api.program import YAML_TYPES
+from services.tiering.api.program import POLICY_DOCUMENT_BODY, policy_sent
 from services.tiering.whatif import TieringWhatIf, WhatIfReport, compose_report, report_csv
 from shared.dependencies import Runtime
-from shared.policy import PolicyDocumentError, parse_policy
 from shared.problems import Problem
 from shared.whatif import (
     DraftCurrencyError,
@@ -97,15 +96,7 @@ def _detail(response: httpx.Response) -> str:
         200: {"content": {"application/json": {}, "text/csv": {}}},
         503: {"description": "The commissions service cannot be reached"},
     },
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/yaml": {"schema": {"type": "string"}},
-                "application/json": {"schema": {"type": "object"}},
-            },
-        }
-    },
+    openapi_extra=POLICY_DOCUMENT_BODY,
 )
 async def run_what_if(
     request: Request,
@@ -121,17 +112,10 @@ async def run_what_if(
         Query(alias="format", description="Else from Accept (text/csv), else JSON"),
     ] = None,
 ) -> Response:
-    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media_type not in (*YAML_TYPES, "application/json"):
-        raise Problem(
-            415,
-            "unsupported-media-type",
-            "Send the draft policy document as application/yaml or application/json.",
-        )
+    draft = DraftPolicy(await policy_sent(request), effective_on)
     try:
-        draft = DraftPolicy(parse_policy(await request.body(), media_type=media_type), effective_on)
         tiers = await run_in_threadpool(TieringWhatIf.of(runtime).run, draft)
-    except (PolicyDocumentError, DraftCurrencyError) as error:
+    except DraftCurrencyError as error:
         raise Problem(422, "policy-rejected", str(error)) from error
     statements = await run_in_threadpool(
         ask_commissions,
