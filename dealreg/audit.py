@@ -25,7 +25,7 @@ from dealreg.catalogue import SERVICES
 from dealreg.whatif import what_if
 from shared.audit.causes import AUDIT_KEY, caused_by, caused_by_operator
 from shared.audit.chain import Checkpoint, Verification, verify_chain
-from shared.audit.index import ACTOR, CORRELATION, index_table
+from shared.audit.index import ACTOR, CORRELATION, CUSTOMER, index_table
 from shared.codec import build_transcoder
 from shared.contracts import LogCheckpointed
 from shared.runtime import Database, open_database
@@ -222,18 +222,22 @@ def _drop_schema(database_url: str, schema: str) -> None:
 
 @audit.command()
 def history(
-    key: Annotated[
-        str, typer.Argument(help="An entity id; or a correlation id / actor with the options")
-    ],
+    key: Annotated[str, typer.Argument(help="An entity id (or see the options)")],
+    customer: Annotated[bool, typer.Option(help="KEY is a customer's matching key")] = False,
     correlation: Annotated[bool, typer.Option(help="KEY is a correlation id")] = False,
     actor: Annotated[bool, typer.Option(help="KEY is an actor (a token's subject)")] = False,
     service: ServicesOption = None,
 ) -> None:
-    """Everything every service recorded about an entity (or under a correlation id, or by an
-    actor), merged in the order it was recorded, one JSON event per line."""
-    if correlation and actor:
-        raise typer.BadParameter("--correlation or --actor, not both")
-    indexed = CORRELATION + key if correlation else ACTOR + key if actor else key
+    """Everything every service recorded about an entity (or a customer, or under a correlation
+    id, or by an actor), merged in the order it was recorded, one JSON event per line."""
+    prefixes = [
+        p
+        for p, chosen in ((CUSTOMER, customer), (CORRELATION, correlation), (ACTOR, actor))
+        if chosen
+    ]
+    if len(prefixes) > 1:
+        raise typer.BadParameter("one of --customer, --correlation or --actor")
+    indexed = (prefixes[0] if prefixes else "") + key
     database = _database()
     events = sorted(
         (event for log in _services(service) for event in _history(database, log, indexed)),

@@ -18,7 +18,7 @@ from pydantic import AwareDatetime, BaseModel, Field
 
 from shared.audit.causes import AUDIT_KEY
 from shared.audit.chain import chain_table
-from shared.audit.index import ACTOR, CORRELATION, index_table
+from shared.audit.index import ACTOR, CORRELATION, CUSTOMER, index_table
 from shared.codec import build_transcoder
 from shared.dependencies import Auditor, Pool, Runtime
 from shared.problems import Problem
@@ -203,21 +203,28 @@ async def entity_history(
 @audit_router.get(
     "/v1/history",
     response_model=History,
-    summary="Every event of this service's log with a correlation id, or by an actor",
+    summary="Every event of this service's log about a customer, with a correlation id, or by "
+    "an actor",
 )
 async def traced_history(
     runtime: Runtime,
     pool: Pool,
     _: Auditor,
+    customer_key: Annotated[str | None, Query(description="A customer's matching key")] = None,
     correlation_id: str | None = None,
-    actor: str | None = None,
+    actor: Annotated[str | None, Query(description="A token's subject, or a service")] = None,
     after: int = 0,
     limit: Limit = 100,
 ) -> History:
-    if (correlation_id is None) == (actor is None):
-        raise Problem(422, "one-filter", "Give either correlation_id or actor.")
-    key = CORRELATION + correlation_id if correlation_id is not None else ACTOR + str(actor)
-    return await _history(runtime, pool, key, after, limit)
+    given = {
+        CUSTOMER: customer_key,
+        CORRELATION: correlation_id,
+        ACTOR: actor,
+    }
+    chosen = [prefix + value for prefix, value in given.items() if value is not None]
+    if len(chosen) != 1:
+        raise Problem(422, "one-filter", "Give one of customer_key, correlation_id or actor.")
+    return await _history(runtime, pool, chosen[0], after, limit)
 
 
 class ChainHeadView(BaseModel):

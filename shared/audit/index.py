@@ -1,5 +1,6 @@
-"""The audit index of a service's log: which positions concern an entity, a correlation id or an
-actor, so that an auditor's "everything about X" reads a few rows instead of the whole log.
+"""The audit index of a service's log: which positions concern an entity, a customer, a
+correlation id or an actor, so that an auditor's "everything about X" reads a few rows instead
+of the whole log.
 
 A projection like any other (rebuilt and compared by ``dealreg audit replay``): it reads the
 stored rows as they are, without the domain's classes, and indexes every event under its
@@ -26,6 +27,8 @@ from shared.subscriptions import Follower, Source
 
 CORRELATION = "correlation:"
 ACTOR = "actor:"
+CUSTOMER = "customer:"
+"""Customers are known by their matching key (``customer_key``), not by an id."""
 
 _transcoder = build_transcoder()
 
@@ -75,6 +78,8 @@ def index_keys(notification: Notification) -> list[str]:
     state: dict[str, Any] = _transcoder.decode(notification.state)
     keys = {str(notification.originator_id)}
     keys.update(str(value) for value in _ids(state))
+    if isinstance(state.get("customer_key"), str):
+        keys.add(CUSTOMER + state["customer_key"])
     cause = state.get(AUDIT_KEY) or {}
     if cause.get("correlation_id"):
         keys.add(CORRELATION + str(cause["correlation_id"]))

@@ -83,6 +83,14 @@ def test_every_event_says_who_and_why_and_links_to_what_it_caused(clients: Clien
     assert own[0]["type"] == "DealRegistered"
     assert own[0]["cause"]["actor"] == "test-crm"
 
+    # A customer, by its matching key: registration's events and commissions' alike.
+    key = own[0]["data"]["customer_key"]
+    for service in (clients.registration, clients.commissions):
+        about = eventually(
+            lambda service=service: history(service, "/v1/history", customer_key=key)
+        )
+        assert all(e["data"].get("customer_key") == key for e in about)
+
     # By actor: the channel manager who enrolled the partner.
     enrolled = history(clients.tiering, "/v1/history", actor="test-admin")
     assert any(e["type"] == "PartnerEnrolled" and e["stream_id"] == partner for e in enrolled)
