@@ -183,6 +183,17 @@ class Follower:
         event = self.source.decode(notification)
         self.target.process(event, Tracking(self.source.log, notification.id))
 
+    def _apply_many(self, notifications: Sequence[Notification]) -> None:
+        """Events in order; a view takes them in one transaction (see ``View.process_many``)."""
+        process_many = getattr(self.target, "process_many", None)
+        if process_many is None:
+            for notification in notifications:
+                self._apply(notification)
+            return
+        process_many(
+            [(self.source.decode(n), Tracking(self.source.log, n.id)) for n in notifications]
+        )
+
     def catch_up(
         self,
         batch_size: int = 500,
@@ -200,17 +211,7 @@ class Follower:
             )
             if not notifications:
                 return applied
-            process_many = getattr(self.target, "process_many", None)
-            if process_many is None:
-                for notification in notifications:
-                    self._apply(notification)
-            else:
-                process_many(
-                    [
-                        (self.source.decode(n), Tracking(self.source.log, n.id))
-                        for n in notifications
-                    ]
-                )
+            self._apply_many(notifications)
             applied += len(notifications)
             if progress is not None:
                 progress(len(notifications))
@@ -280,9 +281,23 @@ class Follower:
         if self._stopping.is_set():
             subscription.stop()
         with subscription:
-            for notification in subscription:
-                self._apply(notification)
+            for notifications in pages(subscription):
+                self._apply_many(notifications)
                 self.last_error = None
+
+
+def pages(subscription: Any) -> Iterator[list[Notification]]:
+    """The events of a live subscription, as the pages it pulled them in.
+
+    The library's LISTEN/NOTIFY subscription reads new events a page at a time (up to 500) but
+    hands them out one by one; a view that takes each in a transaction of its own falls behind
+    under load. Whatever the page still holds after the first is taken with it (its internal
+    page, pinned by constraints.txt and checked by tests/integration/test_followers.py)."""
+    for first in subscription:
+        page: Sequence[Notification] = subscription._notifications
+        index: int = subscription._notifications_index
+        subscription._notifications_index = len(page)
+        yield [first, *page[index:]]
 
 
 class DecidingTarget:

@@ -10,6 +10,7 @@ its correlation id and its actor.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +21,6 @@ from eventsourcing.postgres import PostgresApplicationRecorder
 
 from shared.audit.causes import AUDIT_KEY
 from shared.audit.checkpoints import Checkpoint
-from shared.codec import build_transcoder
 from shared.projections import View
 from shared.settings import ServiceSettings
 from shared.subscriptions import Follower, Source
@@ -29,8 +29,6 @@ CORRELATION = "correlation:"
 ACTOR = "actor:"
 CUSTOMER = "customer:"
 """Customers are known by their matching key (``customer_key``), not by an id."""
-
-_transcoder = build_transcoder()
 
 
 def index_table(service: str) -> str:
@@ -74,8 +72,10 @@ def audit_index(service: str) -> type[AuditIndex]:
 
 
 def index_keys(notification: Notification) -> list[str]:
-    """The keys an event is found under."""
-    state: dict[str, Any] = _transcoder.decode(notification.state)
+    """The keys an event is found under. Read as plain JSON (the transcoder's typed values are
+    not needed to find ids: it writes each UUID as ``{"_type_": "uuid_hex", ...}``), since every
+    event of the log passes through here."""
+    state: dict[str, Any] = json.loads(notification.state)
     keys = {str(notification.originator_id)}
     keys.update(str(value) for value in _ids(state))
     if isinstance(state.get("customer_key"), str):
@@ -92,10 +92,9 @@ def _ids(state: dict[str, Any]) -> Iterator[UUID]:
     for name, value in state.items():
         if name == AUDIT_KEY:
             continue
-        if isinstance(value, UUID):
-            yield value
-        elif isinstance(value, list):
-            yield from (item for item in value if isinstance(item, UUID))
+        for item in value if isinstance(value, list) else (value,):
+            if isinstance(item, dict) and item.get("_type_") == "uuid_hex":
+                yield UUID(item["_data_"])
 
 
 def indexed_log(service: str, recorder: PostgresApplicationRecorder) -> Source:

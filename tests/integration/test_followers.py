@@ -13,7 +13,7 @@ from eventsourcing.persistence import IntegrityError, Tracking
 from services.tiering import service as tiering
 from services.tiering.projections import MembersView
 from shared.runtime import ServiceRuntime, WorkerIsRunningError, own_log
-from shared.subscriptions import Follower
+from shared.subscriptions import Follower, pages
 from tests.conftest import eventually
 
 
@@ -157,3 +157,16 @@ def test_the_follower_thread_survives_a_failing_event(runtime: ServiceRuntime) -
 def test_own_log_source_reads_every_event(runtime: ServiceRuntime) -> None:
     enrol(runtime, "Counted")
     assert own_log(runtime.app).pending_after(0) == 3
+
+
+def test_a_live_subscription_is_taken_a_page_at_a_time(runtime: ServiceRuntime) -> None:
+    """``pages`` reads the library's subscription page: a view takes a burst in one go."""
+    for n in range(7):
+        enrol(runtime, f"Burst {n}")
+    recorder = runtime.app.recorder
+    subscription = recorder.subscribe(gt=0)  # type: ignore[attr-defined]
+    with subscription:
+        first = next(pages(subscription))
+        subscription.stop()
+    assert [n.id for n in first] == list(range(1, len(first) + 1))
+    assert len(first) == runtime.app.recorder.max_notification_id()  # type: ignore[attr-defined]
