@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck imports check bench clean constraints
+.PHONY: run test lint typecheck imports check bench history clean constraints
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "dealreg needs Python 3.11 or newer (set PYTHON=...)")'
@@ -32,6 +32,9 @@ check: lint typecheck imports test
 
 bench: $(STAMP) ## by hand: registration latency at 10k/100k/1M registrations (see BENCHMARKS.md)
 	$(BIN)/python -m bench.registration_latency $(BENCH_ARGS)
+
+history: $(STAMP) ## by hand: a history of 100,000 events across the three services, over their APIs (BENCHMARKS.md)
+	$(BIN)/python -m bench.history $(HISTORY_ARGS)
 
 constraints: $(STAMP) ## refresh the pinned versions after changing pyproject.toml
 	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^-e ' > constraints.txt

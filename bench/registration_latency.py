@@ -38,14 +38,13 @@ from typing import Any
 import httpx
 import psycopg
 
+from bench.services import SECRET, Service, bench_database
 from services.registration.application import RegistrationApplication
 from services.registration.domain.customers import CustomerIdentity
 from services.registration.domain.registrations import Assessment, Registration
 from shared.auth import Role, mint_token
-from shared.database import start_embedded, with_database
 from shared.money import Money
 
-SECRET = "bench-secret-bench-secret-bench-secret"
 PARTNERS = 200
 ONSETS = [
     "b",
@@ -110,79 +109,6 @@ def company(rng: random.Random) -> str:
 def typo(name: str, rng: random.Random) -> str:
     i = rng.randrange(1, len(name) - 1)
     return name[:i] + name[i + 1] + name[i] + name[i + 2 :]
-
-
-@contextmanager
-def bench_database(admin_url: str | None) -> Iterator[str]:
-    server = None
-    if admin_url is None:
-        server = start_embedded(Path(tempfile.mkdtemp(prefix="dealreg-bench-")))
-        admin_url = str(server.get_uri("postgres"))
-    name = f"dealreg_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield with_database(admin_url, name)
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        if server is not None:
-            server.cleanup()
-
-
-class Service:
-    def __init__(
-        self,
-        name: str,
-        database_url: str,
-        port: int,
-        log: Path,
-        env: dict[str, str] | None = None,
-    ) -> None:
-        self.name, self.port, self.log = name, port, log
-        self.env = {
-            **os.environ,
-            "DATABASE_URL": database_url,
-            "DEALREG_JWT_SECRET": SECRET,
-            "DEALREG_CLOCK_INTERVAL_SECONDS": "0",
-            "DEALREG_LOG_LEVEL": "WARNING",
-            **(env or {}),
-        }
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self, timeout: float = 6 * 3600) -> float:  # a million takes over an hour
-        started = time.perf_counter()
-        command = [
-            sys.executable,
-            "-m",
-            "dealreg.cli",
-            "serve",
-            self.name,
-            "--port",
-            str(self.port),
-        ]
-        with self.log.open("ab") as out:
-            self.process = subprocess.Popen(command, env=self.env, stdout=out, stderr=out)
-        while time.perf_counter() - started < timeout:
-            if self.process.poll() is not None:
-                raise SystemExit(f"{self.name} exited; see {self.log}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=5).status_code == 200:
-                    return time.perf_counter() - started
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        raise SystemExit(f"{self.name} not ready after {timeout}s")
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=60)
-            self.process = None
 
 
 def grow(database_url: str, partners: list[uuid.UUID], names: list[str], upto: int) -> float:

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.registration_latency import SECRET, Service, bench_database
+from bench.services import SECRET, Service, bench_database
 from shared.auth import Role, mint_token
 
 RECEIVER_PORT = 18990
