@@ -57,8 +57,14 @@ def test_every_event_says_who_and_why_and_links_to_what_it_caused(clients: Clien
     partner = clients.enrol()
     registration_id = sign(clients, partner, "traced.example", correlation="crm-sync-42")
 
-    at_registration = history(clients.registration, "/v1/history", correlation_id="crm-sync-42")
-    assert {e["type"] for e in at_registration} >= {"DealRegistered", "ContractSigned"}
+    # The index is a projection: it has the signature once its follower has taken it.
+    at_registration = eventually(
+        lambda: (
+            (found := history(clients.registration, "/v1/history", correlation_id="crm-sync-42"))
+            and {e["type"] for e in found} >= {"DealRegistered", "ContractSigned"}
+            and found
+        )
+    )
     for logged in at_registration:
         cause = logged["cause"]
         assert (cause["actor"], cause["role"]) == ("test-crm", "crm")
@@ -78,7 +84,7 @@ def test_every_event_says_who_and_why_and_links_to_what_it_caused(clients: Clien
         assert {e["cause"]["role"] for e in caused} == {"service"}
 
     # The registration's own history, in order, with the actor of each step.
-    own = history(clients.registration, f"/v1/history/{registration_id}")
+    own = eventually(lambda: history(clients.registration, f"/v1/history/{registration_id}"))
     assert [e["position"] for e in own] == sorted(e["position"] for e in own)
     assert own[0]["type"] == "DealRegistered"
     assert own[0]["cause"]["actor"] == "test-crm"
@@ -92,8 +98,12 @@ def test_every_event_says_who_and_why_and_links_to_what_it_caused(clients: Clien
         assert all(e["data"].get("customer_key") == key for e in about)
 
     # By actor: the channel manager who enrolled the partner.
-    enrolled = history(clients.tiering, "/v1/history", actor="test-admin")
-    assert any(e["type"] == "PartnerEnrolled" and e["stream_id"] == partner for e in enrolled)
+    eventually(
+        lambda: any(
+            e["type"] == "PartnerEnrolled" and e["stream_id"] == partner
+            for e in history(clients.tiering, "/v1/history", actor="test-admin")
+        )
+    )
 
     # Only auditors and admins read the log.
     assert (
