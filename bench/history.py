@@ -1418,6 +1418,7 @@ async def generate(
     async with history:
         await history.setup()
         index, first = 0, start
+        print("Progress: each log's last position (a rolled-back save leaves a gap in them).")
         print("| month | registration | tiering | commissions | total | s | events/s |")
         print("|---|---:|---:|---:|---:|---:|---:|")
         while True:
