@@ -47,3 +47,29 @@ def clients(settings_for: Callable[..., Any]) -> Iterator[Clients]:
     """The three services in this process, each with its workers, on one fresh database."""
     with running_services(settings_for) as running:
         yield running
+
+
+def sell_certified_from(first_year_value: int) -> str:
+    """The default tiers, except that ``first_year_value`` makes a seller certified."""
+    return _TIERS_WITH_CERTIFIED_FROM.replace("CERTIFIED_FROM", str(first_year_value))
+
+
+_TIERS_WITH_CERTIFIED_FROM = """
+reporting_currency: USD
+tiers:
+  motions:
+    sell:
+      tiers:
+        - name: registered
+        - name: certified
+          any_of: [{first_year_value: CERTIFIED_FROM}, {approved_registrations: 10}]
+        - name: premier_certified
+          any_of: [{first_year_value: 100000, regions: 2}]
+        - name: alliance
+          any_of: [{first_year_value: 1000000, regions: 2}]
+    refer: {tiers: [{name: associate}, {name: premium_associate, any_of: [{won_referrals: 5}]}]}
+    service:
+      tiers: [{name: registered}, {name: certified, any_of: [{certifications: 2, projects: 1}]}]
+    manage: {tiers: [{name: registered}, {name: certified, any_of: [{managed_mrr: 2000}]}]}
+    build: {tiers: [{name: registered}, {name: certified, any_of: [{integrations: 1}]}]}
+"""

@@ -10,7 +10,7 @@ import pytest
 
 from shared.auth import Role
 from tests.conftest import bearer, eventually, registration_body
-from tests.integration.conftest import Clients
+from tests.integration.conftest import Clients, sell_certified_from
 
 pytestmark = pytest.mark.postgres
 
@@ -112,25 +112,7 @@ def run_tiering_clock(clients: Clients, until: str) -> None:
     assert response.status_code == 200, response.text
 
 
-LOWER_CERTIFIED = """
-reporting_currency: USD
-tiers:
-  motions:
-    sell:
-      tiers:
-        - name: registered
-        - name: certified
-          any_of: [{first_year_value: 10000}, {approved_registrations: 10}]
-        - name: premier_certified
-          any_of: [{first_year_value: 100000, regions: 2}]
-        - name: alliance
-          any_of: [{first_year_value: 1000000, regions: 2}]
-    refer: {tiers: [{name: associate}, {name: premium_associate, any_of: [{won_referrals: 5}]}]}
-    service:
-      tiers: [{name: registered}, {name: certified, any_of: [{certifications: 2, projects: 1}]}]
-    manage: {tiers: [{name: registered}, {name: certified, any_of: [{managed_mrr: 2000}]}]}
-    build: {tiers: [{name: registered}, {name: certified, any_of: [{integrations: 1}]}]}
-"""
+LOWER_CERTIFIED = sell_certified_from(10000)
 
 
 def twelve_thousand_a_year_then_certified_from_ten_on_march_first(clients: Clients) -> str:

@@ -34,31 +34,13 @@ from shared.policy import default_policy, parse_policy
 from shared.runtime import ServiceRuntime
 from shared.whatif import DraftPolicy, notifications
 from tests.conftest import bearer, eventually
-from tests.integration.conftest import Clients, running_services
+from tests.integration.conftest import Clients, running_services, sell_certified_from
 
 pytestmark = pytest.mark.postgres
 
 CRM, ADMIN = bearer(Role.CRM), bearer(Role.ADMIN)
 
-RAISED_CERTIFIED = """
-reporting_currency: USD
-tiers:
-  motions:
-    sell:
-      tiers:
-        - name: registered
-        - name: certified
-          any_of: [{first_year_value: 50000}, {approved_registrations: 10}]
-        - name: premier_certified
-          any_of: [{first_year_value: 100000, regions: 2}]
-        - name: alliance
-          any_of: [{first_year_value: 1000000, regions: 2}]
-    refer: {tiers: [{name: associate}, {name: premium_associate, any_of: [{won_referrals: 5}]}]}
-    service:
-      tiers: [{name: registered}, {name: certified, any_of: [{certifications: 2, projects: 1}]}]
-    manage: {tiers: [{name: registered}, {name: certified, any_of: [{managed_mrr: 2000}]}]}
-    build: {tiers: [{name: registered}, {name: certified, any_of: [{integrations: 1}]}]}
-"""
+RAISED_CERTIFIED = sell_certified_from(50000)
 
 LOWER_CERTIFIED = RAISED_CERTIFIED.replace("first_year_value: 50000", "first_year_value: 10000")
 
