@@ -6,10 +6,18 @@ Each row: two customers as (name, country, domain or e-mail) and what dealreg mu
 from __future__ import annotations
 
 from decimal import Decimal
+from hashlib import blake2b
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from services.registration.domain.customers import CustomerIdentity, match_keys, resemblance
+from services.registration.domain.customers import (
+    CustomerIdentity,
+    _band_keys,
+    match_keys,
+    resemblance,
+)
 
 SAME, DUPLICATE, DIFFERENT = "same key", "possible duplicate", "different"
 
@@ -168,3 +176,32 @@ def test_possible_duplicates_share_a_match_key(
 ) -> None:
     """The index finds what the scorer would flag: every duplicate pair has a key in common."""
     assert match_keys(identity(first)) & match_keys(identity(second))
+
+
+def _reference_band_keys(text: str) -> set[int]:
+    """The keys as first written, in exact integer arithmetic: stored keys must not change."""
+    mersenne = (1 << 61) - 1
+    permutations = [
+        (
+            int.from_bytes(blake2b(b"a%d" % i, digest_size=8).digest()) % (mersenne - 1) + 1,
+            int.from_bytes(blake2b(b"b%d" % i, digest_size=8).digest()) % mersenne,
+        )
+        for i in range(40)
+    ]
+    padded = f"^{text}$"
+    grams = {
+        int.from_bytes(blake2b(padded[i : i + 3].encode(), digest_size=8).digest())
+        for i in range(len(padded) - 2)
+    }
+    minima = [min((a * g + b) % mersenne for g in grams) for a, b in permutations]
+    keys = set()
+    for band in range(20):
+        rows = b"".join(m.to_bytes(8) for m in minima[band * 2 : (band + 1) * 2])
+        digest = blake2b(band.to_bytes(1) + rows, digest_size=8).digest()
+        keys.add(int.from_bytes(digest, signed=True))
+    return keys
+
+
+@given(st.lists(st.text(min_size=3, max_size=60), min_size=1, max_size=3))
+def test_match_keys_are_those_of_exact_integer_arithmetic(texts: list[str]) -> None:
+    assert _band_keys(texts) == set().union(*(_reference_band_keys(t) for t in texts))
