@@ -21,15 +21,10 @@ import argparse
 import os
 import platform
 import random
-import signal
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -38,7 +33,7 @@ from typing import Any
 import httpx
 import psycopg
 
-from bench.services import SECRET, Service, bench_database
+from bench.services import SECRET, Service, bench_database, profiled
 from services.registration.application import RegistrationApplication
 from services.registration.domain.customers import CustomerIdentity
 from services.registration.domain.registrations import Assessment, Registration
@@ -150,6 +145,54 @@ def grow(database_url: str, partners: list[uuid.UUID], names: list[str], upto: i
     return time.perf_counter() - started
 
 
+def request(
+    rng: random.Random, partners: list[uuid.UUID], names: list[str], i: int
+) -> tuple[uuid.UUID, dict[str, Any]]:
+    """The ``i``-th registration to send, and its partner: a fresh customer mostly (80%), a
+    conflict with another partner's customer (10%) or a near-duplicate name (10%)."""
+    partner = partners[rng.randrange(len(partners))]
+    kind = rng.random()
+    if kind < 0.1:  # conflict: another partner's customer
+        n = rng.randrange(len(names))
+        name, domain = names[n], f"{names[n].replace(' ', '').lower()}{n}.com"
+        partner = partners[(n + 1) % len(partners)]
+    elif kind < 0.2:  # a near-duplicate name, no domain
+        name, domain = typo(names[rng.randrange(len(names))], rng), None
+    else:
+        name = company(rng)
+        domain = f"{name.replace(' ', '').lower()}-m{i}.net"
+    body = {
+        "customer": {"name": name, "country": "US", "domain": domain},
+        "product_line": "cloud",
+        "motion": "sell",
+        "estimated_value": {"amount": "5000.00", "currency": "USD"},
+        "expected_close": "2027-06-30",
+    }
+    return partner, body
+
+
+def enrol(tiering: Service, count: int = PARTNERS) -> list[uuid.UUID]:
+    """``count`` partners, enrolled through the tiering service."""
+    admin = mint_token(SECRET, Role.ADMIN, subject="bench")
+    return [
+        uuid.UUID(
+            httpx.post(
+                f"{tiering.url}/v1/partners",
+                json={
+                    "legal_name": f"Bench Partner {n}",
+                    "home_country": "US",
+                    "regions": ["NA"],
+                    "motions": ["sell"],
+                    "function": "sales",
+                    "category": "solution_reseller",
+                },
+                headers={"Authorization": f"Bearer {admin}"},
+            ).json()["partner_id"]
+        )
+        for n in range(count)
+    ]
+
+
 def measure(
     registration: Service, partners: list[uuid.UUID], names: list[str], samples: int
 ) -> list[float]:
@@ -157,24 +200,7 @@ def measure(
     latencies = []
     with httpx.Client(base_url=registration.url, timeout=60) as client:
         for i in range(samples):
-            partner = partners[rng.randrange(len(partners))]
-            kind = rng.random()
-            if kind < 0.1:  # conflict: another partner's customer
-                n = rng.randrange(len(names))
-                name, domain = names[n], f"{names[n].replace(' ', '').lower()}{n}.com"
-                partner = partners[(n + 1) % len(partners)]
-            elif kind < 0.2:  # a near-duplicate name, no domain
-                name, domain = typo(names[rng.randrange(len(names))], rng), None
-            else:
-                name = company(rng)
-                domain = f"{name.replace(' ', '').lower()}-m{i}.net"
-            body = {
-                "customer": {"name": name, "country": "US", "domain": domain},
-                "product_line": "cloud",
-                "motion": "sell",
-                "estimated_value": {"amount": "5000.00", "currency": "USD"},
-                "expected_close": "2027-06-30",
-            }
+            partner, body = request(rng, partners, names, i)
             token = mint_token(SECRET, Role.PARTNER, subject="bench", partner_id=partner)
             started = time.perf_counter()
             response = client.post(
@@ -184,27 +210,6 @@ def measure(
             if response.status_code != 201:
                 raise SystemExit(f"registration failed: {response.status_code} {response.text}")
     return latencies
-
-
-@contextmanager
-def profiled(service: Service, out: Path | None) -> Iterator[None]:
-    if out is None or service.process is None:
-        yield
-        return
-    py_spy = str(Path(sys.executable).with_name("py-spy"))
-    pid = str(service.process.pid)
-    options = ["--format", "raw", "--rate", "250", "--nonblocking", "--output", str(out)]
-    spy = subprocess.Popen(
-        [py_spy, "record", "--pid", pid, *options],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        time.sleep(1)  # py-spy attaches
-        yield
-    finally:
-        spy.send_signal(signal.SIGINT)
-        spy.wait(timeout=60)
 
 
 def main() -> None:
@@ -223,24 +228,7 @@ def main() -> None:
         registration = Service("registration", url, 18901, logs / "registration.log")
         try:
             tiering.start()
-            admin = mint_token(SECRET, Role.ADMIN, subject="bench")
-            partners = [
-                uuid.UUID(
-                    httpx.post(
-                        f"{tiering.url}/v1/partners",
-                        json={
-                            "legal_name": f"Bench Partner {n}",
-                            "home_country": "US",
-                            "regions": ["NA"],
-                            "motions": ["sell"],
-                            "function": "sales",
-                            "category": "solution_reseller",
-                        },
-                        headers={"Authorization": f"Bearer {admin}"},
-                    ).json()["partner_id"]
-                )
-                for n in range(PARTNERS)
-            ]
+            partners = enrol(tiering)
             names: list[str] = []
             print("| existing | seed s | catch-up s | p50 ms | p90 ms | p99 ms | max ms |")
             print("|---:|---:|---:|---:|---:|---:|---:|")

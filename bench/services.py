@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -113,7 +114,9 @@ def free_port() -> int:
 
 
 class Service:
-    """One service as a real process (``dealreg serve``), its clock worker off."""
+    """One service as a real process (``dealreg serve``), its clock worker off; or, given
+    ``command``, another server (``python -m bench.baseline``) that takes the port as its last
+    argument and answers ``GET /readyz``."""
 
     def __init__(
         self,
@@ -122,8 +125,10 @@ class Service:
         port: int,
         log: Path,
         env: dict[str, str] | None = None,
+        command: list[str] | None = None,
     ) -> None:
         self.name, self.port, self.log = name, port, log
+        self.command = command or [sys.executable, "-m", "dealreg.cli", "serve", name, "--port"]
         self.env = {
             **os.environ,
             "DATABASE_URL": database_url,
@@ -141,15 +146,7 @@ class Service:
     def start(self, timeout: float = 6 * 3600) -> float:  # a million takes over an hour
         """Start the process and wait until it is ready; returns the seconds it took."""
         started = time.perf_counter()
-        command = [
-            sys.executable,
-            "-m",
-            "dealreg.cli",
-            "serve",
-            self.name,
-            "--port",
-            str(self.port),
-        ]
+        command = [*self.command, str(self.port)]
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(command, env=self.env, stdout=out, stderr=out)
         while time.perf_counter() - started < timeout:
@@ -172,3 +169,25 @@ class Service:
                 self.process.kill()
                 self.process.wait()
             self.process = None
+
+
+@contextmanager
+def profiled(service: Service, out: Path | None) -> Iterator[None]:
+    """Sample ``service`` with py-spy while the block runs: collapsed stacks into ``out``."""
+    if out is None or service.process is None:
+        yield
+        return
+    py_spy = str(Path(sys.executable).with_name("py-spy"))
+    pid = str(service.process.pid)
+    options = ["--format", "raw", "--rate", "250", "--nonblocking", "--output", str(out)]
+    spy = subprocess.Popen(
+        [py_spy, "record", "--pid", pid, *options],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        time.sleep(1)  # py-spy attaches
+        yield
+    finally:
+        spy.send_signal(signal.SIGINT)
+        spy.wait(timeout=60)
