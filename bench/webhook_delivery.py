@@ -10,14 +10,13 @@ a process of its own and logs each arrival. A program-wide endpoint subscribes t
 - Latency: ``--steady`` registrations at ``--rate`` per second with the dispatcher on; each
   delivery's latency is its arrival minus the event's timestamp.
 
-    python -m bench.webhook_delivery --events 5000 --steady 600 --rate 20
+    python -m bench.webhook_delivery --events 5000 --steady 600 --rate 20 --results results.json
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -29,28 +28,28 @@ from pathlib import Path
 
 import httpx
 
+from bench.report import Figure, record
 from bench.services import SECRET, Service, bench_database
 from shared.auth import Role, mint_token
 
 RECEIVER_PORT = 18990
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--events", type=int, default=5000)
-    parser.add_argument("--senders", type=int, default=4)
-    parser.add_argument("--steady", type=int, default=600)
-    parser.add_argument("--rate", type=float, default=20.0)
-    parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL"))
-    args = parser.parse_args()
-    print(f"# {platform.node()}: {os.cpu_count()} cores, Python {platform.python_version()}")
+def run(
+    database_url: str | None,
+    *,
+    events: int = 5000,
+    senders: int = 4,
+    steady: int = 600,
+    rate: float = 20.0,
+) -> list[Figure]:
     logs = Path(tempfile.mkdtemp(prefix="dealreg-bench-logs-"))
     arrivals = logs / "arrivals.txt"
     receiver = subprocess.Popen(
         [sys.executable, "-m", "bench.webhook_receiver", str(RECEIVER_PORT), str(arrivals)]
     )
     env = {"DEALREG_WEBHOOK_ALLOW_PRIVATE_URLS": "true", "DEALREG_WEBHOOK_POLL_SECONDS": "0.05"}
-    with bench_database(args.database_url) as url:
+    with bench_database(database_url) as url:
         tiering = Service("tiering", url, 18903, logs / "tiering.log", env)
         registration = Service("registration", url, 18901, logs / "registration.log", env)
         try:
@@ -123,36 +122,71 @@ def main() -> None:
                 {**env, "DEALREG_WEBHOOK_POLL_SECONDS": "0"},
             )
             off.start()
-            with ThreadPoolExecutor(args.senders) as pool:
-                list(pool.map(register, range(args.events)))
+            with ThreadPoolExecutor(senders) as pool:
+                list(pool.map(register, range(events)))
             off.stop()
             registration.start()
-            backlog = wait_for(args.events, 0)
+            backlog = wait_for(events, 0)
             arrived = [float(r[1]) for r in backlog]
-            rate = len(backlog) / (max(arrived) - min(arrived))
+            throughput = len(backlog) / (max(arrived) - min(arrived))
 
             # latency at a steady rate
             first = len(backlog)
-            for n in range(args.steady):
+            for n in range(steady):
                 started = time.perf_counter()
-                register(args.events + n)
-                time.sleep(max(0.0, 1 / args.rate - (time.perf_counter() - started)))
-            steady = wait_for(args.steady, first)
+                register(events + n)
+                time.sleep(max(0.0, 1 / rate - (time.perf_counter() - started)))
+            delivered = wait_for(steady, first)
             latency = [
-                (float(r[1]) - datetime.fromisoformat(r[2]).timestamp()) * 1000 for r in steady
+                (float(r[1]) - datetime.fromisoformat(r[2]).timestamp()) * 1000 for r in delivered
             ]
             q = statistics.quantiles(latency, n=100, method="inclusive")
-            print("| backlog | deliveries/s | steady events | rate /s | p50 ms | p99 ms |")
-            print("|---:|---:|---:|---:|---:|---:|")
-            print(
-                f"| {args.events:,} | {rate:.0f} | {args.steady:,} | {args.rate}"
-                f" | {q[49]:.0f} | {q[98]:.0f} |"
-            )
         finally:
             registration.stop()
             tiering.stop()
             receiver.terminate()
     print(f"(service logs in {logs})")
+    measured = f"{len(latency)} deliveries of {steady:,} registrations at {rate:g}/s"
+    return [
+        Figure(
+            f"webhook deliveries/s (backlog of {events:,})",
+            throughput,
+            "deliveries/s",
+            note="first to last arrival at the receiver, the backlog recorded with the"
+            " dispatcher off and drained by registration restarted with it on",
+        ),
+        Figure(
+            f"event → webhook delivery at {rate:g}/s, p50",
+            q[49],
+            "ms",
+            note=f"{measured}; arrival at the receiver minus the event's timestamp",
+        ),
+        Figure(
+            f"event → webhook delivery at {rate:g}/s, p99",
+            q[98],
+            "ms",
+            note=f"{measured}; max {max(latency):.0f} ms",
+        ),
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=5000)
+    parser.add_argument("--senders", type=int, default=4)
+    parser.add_argument("--steady", type=int, default=600)
+    parser.add_argument("--rate", type=float, default=20.0)
+    parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL"))
+    parser.add_argument("--results", type=Path)
+    args = parser.parse_args()
+    figures = run(
+        args.database_url,
+        events=args.events,
+        senders=args.senders,
+        steady=args.steady,
+        rate=args.rate,
+    )
+    record(figures, args.results, "python -m bench.webhook_delivery " + " ".join(sys.argv[1:]))
 
 
 if __name__ == "__main__":
