@@ -15,6 +15,7 @@ from uuid import UUID
 
 import jwt
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from shared.audit.causes import attribute_request
@@ -59,6 +60,11 @@ class TokenVerifier:
                 "no key to verify tokens: set DEALREG_JWT_SECRET, DEALREG_JWT_PUBLIC_KEY or "
                 "DEALREG_JWKS_URL (or start with `dealreg run`, which makes a development secret)"
             )
+
+    @property
+    def may_block(self) -> bool:
+        """Whether verifying may fetch keys over the network (a JWKS URL)."""
+        return self._jwks is not None
 
     def _key_for(self, token: str) -> tuple[Any, list[str]]:
         header = jwt.get_unverified_header(token)
@@ -131,14 +137,19 @@ _bearer = HTTPBearer(
 )
 
 
-def current_principal(
+async def current_principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
+    # Async: a sync dependency costs every request a trip through the thread pool. Checking a
+    # signature takes microseconds; only fetching a JWKS does I/O, and that goes to a thread.
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise _unauthenticated("This endpoint needs an `Authorization: Bearer <token>` header.")
     verifier: TokenVerifier = request.app.state.verifier
-    principal = verifier.verify(credentials.credentials)
+    if verifier.may_block:
+        principal = await run_in_threadpool(verifier.verify, credentials.credentials)
+    else:
+        principal = verifier.verify(credentials.credentials)
     attribute_request(principal.subject, principal.role.value)
     return principal
 
@@ -149,7 +160,9 @@ class Allow:
     def __init__(self, *roles: Role) -> None:
         self.roles = frozenset(roles)
 
-    def __call__(self, principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+    async def __call__(
+        self, principal: Annotated[Principal, Depends(current_principal)]
+    ) -> Principal:
         if principal.role not in self.roles:
             allowed = ", ".join(sorted(role.value for role in self.roles))
             raise Problem(

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
-from fastapi import Depends
+from fastapi import Depends, Request
 from pydantic import BaseModel, Field
 
 from services.registration.application import (
@@ -30,9 +30,12 @@ from shared.money import MoneyBody
 from shared.problems import Problem
 
 
-def registration_app(runtime: Runtime) -> RegistrationApplication:
-    assert isinstance(runtime.app, RegistrationApplication)
-    return runtime.app
+async def registration_app(request: Request) -> RegistrationApplication:
+    # Async and without the ``Runtime`` dependency: a sync dependency costs every request a
+    # trip through the thread pool, and this one only reads an attribute.
+    app = request.app.state.runtime.app
+    assert isinstance(app, RegistrationApplication)
+    return app
 
 
 def today(runtime: Runtime) -> date:

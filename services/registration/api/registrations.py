@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
@@ -66,11 +66,18 @@ class RegistrationRequest(BaseModel):
 
 @registrations.post("", status_code=201, response_model=RegistrationView, summary="Register a deal")
 async def register(
-    body: RegistrationRequest, app: App, now: Now, principal: Writer
+    body: RegistrationRequest, app: App, principal: Writer, request: Request
 ) -> RegistrationView:
     new = body.command(acting_partner(principal, body.partner_id))
+    clock = request.app.state.runtime.clock
+
+    def register_now() -> Registration:
+        # The service's present is read in the thread that registers (it reads the clock's
+        # record): one trip through the thread pool a request, not two.
+        return app.register_deal(new, clock.time())
+
     try:
-        registration = await run_in_threadpool(app.register_deal, new, now)
+        registration = await run_in_threadpool(register_now)
     except RegistrationRuleError as error:
         raise rule_problem(error) from error
     return RegistrationView.of(registration, principal)
