@@ -172,14 +172,18 @@ class Service:
 
 
 @contextmanager
-def profiled(service: Service, out: Path | None) -> Iterator[None]:
-    """Sample ``service`` with py-spy while the block runs: collapsed stacks into ``out``."""
+def profiled(service: Service, out: Path | None, *, gil: bool = False) -> Iterator[None]:
+    """Sample ``service`` with py-spy while the block runs: collapsed stacks into ``out``.
+
+    By default every thread that is not idle (time spent waiting on the database included);
+    with ``gil``, only the thread holding the GIL: where the process spends its CPU."""
     if out is None or service.process is None:
         yield
         return
     py_spy = str(Path(sys.executable).with_name("py-spy"))
     pid = str(service.process.pid)
     options = ["--format", "raw", "--rate", "250", "--nonblocking", "--output", str(out)]
+    options += ["--gil"] if gil else []
     spy = subprocess.Popen(
         [py_spy, "record", "--pid", pid, *options],
         stdout=subprocess.DEVNULL,

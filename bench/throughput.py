@@ -16,6 +16,10 @@ The requests are those of ``bench.registration_latency``: 80% fresh customers, 1
 with another partner's customer, 10% near-duplicate names; every one must answer 201. The
 generator's ceiling is measured against a null server (``bench.nullserver``).
 
+``--profile DIR`` samples the registration service with py-spy (``--gil``: where its CPU goes)
+during the maximum-rate sweep, one collapsed-stack file per size (``throughput-<size>.txt``).
+The first of ``--levels`` should be 1: its latency is the one compared between sizes.
+
     python -m bench.throughput --sizes 10000 100000 1000000 --results results.json
 """
 
@@ -192,7 +196,7 @@ def run(
                 with psycopg.connect(url, autocommit=True) as conn:
                     conn.execute("ANALYZE")
                 out = profile / f"throughput-{size}.txt" if profile else None
-                with profiled(registration, out):
+                with profiled(registration, out, gil=True):
                     best, loads = maximum(registration, requests, step, levels, guess=200)
                 unloaded[size] = loads[0]
                 base, _ = maximum(baseline, requests, step, levels, guess=2000)
