@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
@@ -173,18 +174,18 @@ class ServiceRuntime:
         return views
 
     def _rebuild_in_place(self, progress: Progress | None) -> RebuildReport:
-        applied = 0
-        for view, followers in self.views().items():
-            with ExitStack() as held:
+        with ExitStack() as held:
+            for followers in self.views().values():
                 for follower in followers:
                     if not held.enter_context(follower.leadership.try_hold()):
                         raise WorkerIsRunningError(
                             f"{follower.name} is being kept by a running {self.name} service; "
                             "stop it first, or rebuild into another schema to compare"
                         )
-                view.drop()
-                applied += sum(follower.catch_up(progress=progress) for follower in followers)
-        return RebuildReport(self.name, self.schema, applied, [])
+            applied = _each_view(
+                lambda view, followers: _replay(view, followers, progress), self.views()
+            )
+        return RebuildReport(self.name, self.schema, sum(applied), [])
 
     def rebuild_size(self) -> int:
         """How many events a rebuild of every view reads."""
@@ -194,14 +195,13 @@ class ServiceRuntime:
         if schema == self.schema:
             raise ValueError("rebuild into a schema other than the live one")
         ensure_schema(self.database_url, schema)
-        applied = 0
         differences: list[TableDifference] = []
-        for live, followers in self.views().items():
+
+        def rebuild(live: View, followers: list[Follower]) -> int:
             rebuilt = type(live).open(self.database_url, schema=schema)
             try:
-                rebuilt.drop()
                 beside = [Follower(f.source, rebuilt, self.database_url) for f in followers]
-                applied += sum(f.catch_up(progress=progress) for f in beside)
+                applied = _replay(rebuilt, beside, progress)
                 found = compare_tables(self.database_url, live, rebuilt)
                 for _ in range(3):
                     if not any(d.only_live or d.only_rebuilt for d in found):
@@ -213,9 +213,35 @@ class ServiceRuntime:
                     applied += sum(f.catch_up(progress=progress) for f in beside)
                     found = compare_tables(self.database_url, live, rebuilt)
                 differences.extend(found)
+                return applied
             finally:
                 rebuilt.close()
-        return RebuildReport(self.name, schema, applied, differences)
+
+        applied = _each_view(rebuild, self.views())
+        return RebuildReport(self.name, schema, sum(applied), differences)
+
+
+def _replay(view: View, followers: list[Follower], progress: Progress | None) -> int:
+    """Empty a view and let it take every event of its logs again."""
+    view.drop()
+    applied = sum(
+        follower.catch_up(batch_size=REPLAY_BATCH, progress=progress) for follower in followers
+    )
+    view.create_indexes()
+    return applied
+
+
+REPLAY_BATCH = 2000
+"""Events a rebuild reads and applies in one transaction."""
+
+
+def _each_view(
+    work: Callable[[View, list[Follower]], int], views: dict[View, list[Follower]]
+) -> list[int]:
+    """The views side by side, a thread each: while one waits for the database, another
+    decodes and computes (each view has connections of its own)."""
+    with ThreadPoolExecutor(max_workers=max(1, len(views)), thread_name_prefix="rebuild") as pool:
+        return list(pool.map(lambda item: work(*item), views.items()))
 
 
 def compare_tables(database_url: str, live: View, rebuilt: View) -> list[TableDifference]:

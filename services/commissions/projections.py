@@ -8,14 +8,12 @@ from datetime import date
 from typing import Any
 from uuid import UUID
 
-from psycopg import Cursor
-from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
 
 from services.commissions.domain.contracts import Contract
 from services.commissions.domain.statements import Statement
 from shared.contracts import TierChanged
-from shared.projections import View, on
+from shared.projections import Statements, View, on
 
 
 class TiersView(View):
@@ -28,7 +26,7 @@ class TiersView(View):
     )
 
     @on(TierChanged)
-    def _tier_changed(self, curs: Cursor[DictRow], event: TierChanged) -> None:
+    def _tier_changed(self, curs: Statements, event: TierChanged) -> None:
         curs.execute(
             self.statement(
                 "INSERT INTO {schema}.commissions_partner_tiers VALUES (%s,%s,%s,%s)"
@@ -83,7 +81,7 @@ class LedgerView(View):
     )
 
     @on(Statement.Opened)  # type: ignore[attr-defined]
-    def _statement_opened(self, curs: Cursor[DictRow], event: Any) -> None:
+    def _statement_opened(self, curs: Statements, event: Any) -> None:
         curs.execute(
             self.statement(
                 "INSERT INTO {schema}.commissions_statements"
@@ -93,7 +91,7 @@ class LedgerView(View):
         )
 
     @on(Statement.LineEntered)  # type: ignore[attr-defined]
-    def _line_entered(self, curs: Cursor[DictRow], event: Any) -> None:
+    def _line_entered(self, curs: Statements, event: Any) -> None:
         curs.execute(
             self.statement(
                 "INSERT INTO {schema}.commissions_lines"
@@ -127,7 +125,7 @@ class LedgerView(View):
         )
 
     @on(Statement.Issued)  # type: ignore[attr-defined]
-    def _issued(self, curs: Cursor[DictRow], event: Any) -> None:
+    def _issued(self, curs: Statements, event: Any) -> None:
         curs.execute(
             self.statement(
                 "UPDATE {schema}.commissions_statements SET issued = true, carried_in = %s,"
@@ -156,7 +154,7 @@ class LedgerView(View):
             return [row["statement_id"] for row in curs.fetchall()]
 
     @on(Contract.Opened)  # type: ignore[attr-defined]
-    def _contract_opened(self, curs: Cursor[DictRow], event: Any) -> None:
+    def _contract_opened(self, curs: Statements, event: Any) -> None:
         earning = event.earning or {}
         curs.execute(
             self.statement(
@@ -177,7 +175,7 @@ class LedgerView(View):
         )
 
     @on(Contract.LinePaid, Contract.Renewed)  # type: ignore[attr-defined]
-    def _contract_next_due(self, curs: Cursor[DictRow], event: Any) -> None:
+    def _contract_next_due(self, curs: Statements, event: Any) -> None:
         curs.execute(
             self.statement(
                 "UPDATE {schema}.commissions_contracts SET next_due = %s WHERE contract_id = %s"
@@ -186,7 +184,7 @@ class LedgerView(View):
         )
 
     @on(Contract.Cancelled)  # type: ignore[attr-defined]
-    def _contract_cancelled(self, curs: Cursor[DictRow], event: Any) -> None:
+    def _contract_cancelled(self, curs: Statements, event: Any) -> None:
         curs.execute(
             self.statement(
                 "UPDATE {schema}.commissions_contracts SET next_due = %s, cancelled_on = %s"

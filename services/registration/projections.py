@@ -9,8 +9,6 @@ from datetime import date, datetime
 from typing import Any
 from uuid import UUID
 
-from psycopg import Cursor
-from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
 
 from services.registration.domain.contracts import RENEWAL_WINDOW, Contract
@@ -30,7 +28,7 @@ from services.registration.domain.registrations import (
     Registration,
 )
 from shared.contracts import PartnerEnrolled, PartnerMembershipChanged, TierChanged
-from shared.projections import View, on
+from shared.projections import Statements, View, on
 
 
 class PartnerDirectoryView(View):
@@ -48,14 +46,14 @@ class PartnerDirectoryView(View):
     )
 
     @on(PartnerEnrolled)
-    def _enrolled(self, curs: Cursor[DictRow], event: PartnerEnrolled) -> None:
+    def _enrolled(self, curs: Statements, event: PartnerEnrolled) -> None:
         curs.execute(
             self.statement("INSERT INTO {schema}.registration_partners VALUES (%s,%s,%s,%s)"),
             (event.partner_id, event.legal_name, event.motions, event.function),
         )
 
     @on(PartnerMembershipChanged)
-    def _membership_changed(self, curs: Cursor[DictRow], event: PartnerMembershipChanged) -> None:
+    def _membership_changed(self, curs: Statements, event: PartnerMembershipChanged) -> None:
         curs.execute(
             self.statement(
                 "UPDATE {schema}.registration_partners SET motions = %s, offboarded = %s,"
@@ -66,7 +64,7 @@ class PartnerDirectoryView(View):
         )
 
     @on(TierChanged)
-    def _tier_changed(self, curs: Cursor[DictRow], event: TierChanged) -> None:
+    def _tier_changed(self, curs: Statements, event: TierChanged) -> None:
         curs.execute(
             self.statement(
                 "UPDATE {schema}.registration_partners SET tiers = tiers || %s"
@@ -143,13 +141,16 @@ _CANDIDATES_SQL = (
     f" LIMIT {_CANDIDATES}"
 )
 # The open registrations holding each key, kept by the database itself: whichever handler
-# opens, closes or re-keys a registration, the count follows.
+# opens, closes or re-keys a registration, the count follows. A key no open registration holds
+# has no row, as in a rebuilt view, which counts once at the end.
 _COUNT_MATCH_KEYS_SQL = (
     "CREATE OR REPLACE FUNCTION {schema}.registration_count_match_keys() RETURNS trigger"
     " LANGUAGE plpgsql AS $$ BEGIN"
     " IF TG_OP = 'UPDATE' AND OLD.is_open THEN"
     "  UPDATE {schema}.registration_match_keys SET open_rows = open_rows - 1"
     "  WHERE match_key = ANY(OLD.match_keys);"
+    "  DELETE FROM {schema}.registration_match_keys"
+    "  WHERE match_key = ANY(OLD.match_keys) AND open_rows = 0;"
     " END IF;"
     " IF NEW.is_open THEN"
     "  INSERT INTO {schema}.registration_match_keys AS counted"
@@ -179,6 +180,10 @@ class DealsView(View):
         " extension_requested boolean NOT NULL, contract_id uuid,"
         " registered_at timestamptz NOT NULL, changed_at timestamptz NOT NULL,"
         f" is_open boolean GENERATED ALWAYS AS ({_OPEN_SQL}) STORED)",
+        "CREATE TABLE IF NOT EXISTS {schema}.registration_match_keys ("
+        " match_key bigint PRIMARY KEY, open_rows integer NOT NULL)",
+    )
+    index_sql = (
         "CREATE INDEX IF NOT EXISTS registration_deals_partner"
         " ON {schema}.registration_deals (partner_id, registered_at, registration_id)",
         "CREATE INDEX IF NOT EXISTS registration_deals_listing"
@@ -195,8 +200,6 @@ class DealsView(View):
         # Without a pending list, lookups cost the same right after a bulk load as ever after.
         "CREATE INDEX IF NOT EXISTS registration_deals_match_keys ON {schema}.registration_deals"
         " USING gin (match_keys) WITH (fastupdate = off) WHERE is_open",
-        "CREATE TABLE IF NOT EXISTS {schema}.registration_match_keys ("
-        " match_key bigint PRIMARY KEY, open_rows integer NOT NULL)",
         _COUNT_MATCH_KEYS_SQL,
         "CREATE OR REPLACE TRIGGER registration_deals_opened AFTER INSERT"
         " ON {schema}.registration_deals FOR EACH ROW"
@@ -206,7 +209,10 @@ class DealsView(View):
         " WHEN (OLD.is_open IS DISTINCT FROM NEW.is_open"
         "  OR OLD.match_keys IS DISTINCT FROM NEW.match_keys)"
         " EXECUTE FUNCTION {schema}.registration_count_match_keys()",
-        # A view kept before the counts were: count what it holds (once: the table is empty).
+        # Kept before keys without open registrations were deleted.
+        "DELETE FROM {schema}.registration_match_keys WHERE open_rows = 0",
+        # A rebuilt view, or one kept before the counts were: count what it holds (once: the
+        # table is empty).
         "INSERT INTO {schema}.registration_match_keys"
         " SELECT match_key, count(*) FROM {schema}.registration_deals, unnest(match_keys) match_key"
         " WHERE is_open AND NOT EXISTS (SELECT FROM {schema}.registration_match_keys)"
@@ -214,16 +220,16 @@ class DealsView(View):
     )
     probe_budget = PROBE_BUDGET
 
-    def _identity_columns(self, event: Any) -> tuple[str, str | None, list[int]]:
+    def _identity_columns(self, event: Any) -> tuple[str, str | None, str]:
         identity = CustomerIdentity.of(
             name=event.customer_name,
             country=event.country,
             domain=event.customer_domain,
             email=event.customer_email,
         )
-        return identity.name, identity.domain, sorted(match_keys(identity))
+        return identity.name, identity.domain, _array(sorted(match_keys(identity)))
 
-    def _set(self, curs: Cursor[DictRow], event: Any, assignments: str, *values: Any) -> None:
+    def _set(self, curs: Statements, event: Any, assignments: str, *values: Any) -> None:
         curs.execute(
             self.statement(
                 f"UPDATE {{schema}}.registration_deals SET {assignments}, changed_at = %s"  # noqa: S608
@@ -233,7 +239,7 @@ class DealsView(View):
         )
 
     @on(Registration.Registered)
-    def _registered(self, curs: Cursor[DictRow], event: Any) -> None:
+    def _registered(self, curs: Statements, event: Any) -> None:
         name, domain, keys = self._identity_columns(event)
         curs.execute(
             self.statement(
@@ -267,7 +273,7 @@ class DealsView(View):
         )
 
     @on(Registration.Resubmitted)  # type: ignore[attr-defined]
-    def _resubmitted(self, curs: Cursor[DictRow], event: Any) -> None:
+    def _resubmitted(self, curs: Statements, event: Any) -> None:
         name, domain, keys = self._identity_columns(event)
         self._set(
             curs,
@@ -296,7 +302,7 @@ class DealsView(View):
         )
 
     @on(Registration.Approved)
-    def _approved(self, curs: Cursor[DictRow], event: Any) -> None:
+    def _approved(self, curs: Statements, event: Any) -> None:
         self._set(
             curs,
             event,
@@ -306,11 +312,11 @@ class DealsView(View):
         )
 
     @on(Registration.ReturnedForInformation)  # type: ignore[attr-defined]
-    def _returned(self, curs: Cursor[DictRow], event: Any) -> None:
+    def _returned(self, curs: Statements, event: Any) -> None:
         self._set(curs, event, "status = %s, review_due_at = NULL", RETURNED)
 
     @on(*_CLOSED_BY)
-    def _closed(self, curs: Cursor[DictRow], event: Any) -> None:
+    def _closed(self, curs: Statements, event: Any) -> None:
         self._set(
             curs,
             event,
@@ -319,7 +325,7 @@ class DealsView(View):
         )
 
     @on(Registration.Won)  # type: ignore[attr-defined]
-    def _won(self, curs: Cursor[DictRow], event: Any) -> None:
+    def _won(self, curs: Statements, event: Any) -> None:
         self._set(
             curs,
             event,
@@ -329,15 +335,15 @@ class DealsView(View):
         )
 
     @on(Registration.ReviewOverdue)  # type: ignore[attr-defined]
-    def _overdue(self, curs: Cursor[DictRow], event: Any) -> None:
+    def _overdue(self, curs: Statements, event: Any) -> None:
         self._set(curs, event, "review_overdue = true")
 
     @on(Registration.ExtensionRequested)  # type: ignore[attr-defined]
-    def _extension_requested(self, curs: Cursor[DictRow], event: Any) -> None:
+    def _extension_requested(self, curs: Statements, event: Any) -> None:
         self._set(curs, event, "extension_requested = true")
 
     @on(Registration.ExtensionApproved)  # type: ignore[attr-defined]
-    def _extension_approved(self, curs: Cursor[DictRow], event: Any) -> None:
+    def _extension_approved(self, curs: Statements, event: Any) -> None:
         self._set(
             curs,
             event,
@@ -346,11 +352,11 @@ class DealsView(View):
         )
 
     @on(Registration.ExtensionDeclined)  # type: ignore[attr-defined]
-    def _extension_declined(self, curs: Cursor[DictRow], event: Any) -> None:
+    def _extension_declined(self, curs: Statements, event: Any) -> None:
         self._set(curs, event, "extension_requested = false")
 
     @on(Registration.DirectConflictRecorded)  # type: ignore[attr-defined]
-    def _direct_conflict(self, curs: Cursor[DictRow], event: Any) -> None:
+    def _direct_conflict(self, curs: Statements, event: Any) -> None:
         flag = {
             "rule": "direct-conflict",
             "collides_with": f"direct_deal:{event.direct_deal_id}",
@@ -415,6 +421,12 @@ class DealsView(View):
             return [row["registration_id"] for row in curs.fetchall()]
 
 
+def _array(keys: list[int]) -> str:
+    """An array of keys as its text, which the database reads as the column's ``bigint[]``:
+    a list would be adapted item by item in Python, for every registration of a rebuild."""
+    return "{" + ",".join(map(str, keys)) + "}"
+
+
 def _jsonable(flags: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{**f, "score": None if f["score"] is None else str(f["score"])} for f in flags]
 
@@ -430,6 +442,8 @@ class ContractsView(View):
         " currency text NOT NULL, external_id text, poached boolean NOT NULL,"
         " renewal_due_on date NOT NULL, renewal_due_raised_for date, renewals integer NOT NULL,"
         " cancelled_on date)",
+    )
+    index_sql = (
         "CREATE INDEX IF NOT EXISTS registration_contracts_due"
         " ON {schema}.registration_contracts (renewal_due_on)",
         "CREATE INDEX IF NOT EXISTS registration_contracts_customer"
@@ -439,7 +453,7 @@ class ContractsView(View):
     )
 
     @on(Contract.Signed)
-    def _signed(self, curs: Cursor[DictRow], event: Any) -> None:
+    def _signed(self, curs: Statements, event: Any) -> None:
         curs.execute(
             self.statement(
                 "INSERT INTO {schema}.registration_contracts VALUES"
@@ -463,7 +477,7 @@ class ContractsView(View):
         )
 
     @on(Contract.RenewalDueRaised)
-    def _renewal_due(self, curs: Cursor[DictRow], event: Any) -> None:
+    def _renewal_due(self, curs: Statements, event: Any) -> None:
         curs.execute(
             self.statement(
                 "UPDATE {schema}.registration_contracts SET renewal_due_raised_for = %s"
@@ -473,7 +487,7 @@ class ContractsView(View):
         )
 
     @on(Contract.Renewed)
-    def _renewed(self, curs: Cursor[DictRow], event: Any) -> None:
+    def _renewed(self, curs: Statements, event: Any) -> None:
         curs.execute(
             self.statement(
                 "UPDATE {schema}.registration_contracts SET end_date = %s, mrr = %s,"
@@ -488,7 +502,7 @@ class ContractsView(View):
         )
 
     @on(Contract.Cancelled)
-    def _cancelled(self, curs: Cursor[DictRow], event: Any) -> None:
+    def _cancelled(self, curs: Statements, event: Any) -> None:
         curs.execute(
             self.statement(
                 "UPDATE {schema}.registration_contracts SET cancelled_on = %s"

@@ -8,13 +8,11 @@ from datetime import date
 from typing import Any
 from uuid import UUID
 
-from psycopg import Cursor
-from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
 
 from services.tiering.domain.partners import Partner
 from shared.contracts import DealRegistered
-from shared.projections import View, on
+from shared.projections import Statements, View, on
 
 
 class MembersView(View):
@@ -41,7 +39,7 @@ class MembersView(View):
     )
 
     @on(Partner.Enrolled)
-    def _enrolled(self, curs: Cursor[DictRow], event: Any) -> None:
+    def _enrolled(self, curs: Statements, event: Any) -> None:
         curs.execute(
             self.statement(
                 "INSERT INTO {schema}.tiering_partners VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s)"
@@ -60,7 +58,7 @@ class MembersView(View):
         )
 
     @on(Partner.TierChanged)
-    def _tier_changed(self, curs: Cursor[DictRow], event: Any) -> None:
+    def _tier_changed(self, curs: Statements, event: Any) -> None:
         curs.execute(
             self.statement(
                 "INSERT INTO {schema}.tiering_partner_tiers VALUES (%s,%s,%s,%s)"
@@ -86,7 +84,7 @@ class MembersView(View):
         )
 
     @on(Partner.MembershipChanged)
-    def _membership_changed(self, curs: Cursor[DictRow], event: Any) -> None:
+    def _membership_changed(self, curs: Statements, event: Any) -> None:
         curs.execute(
             self.statement(
                 "UPDATE {schema}.tiering_partners SET motions = %s,"
@@ -105,7 +103,7 @@ class MembersView(View):
             )
 
     @on(Partner.RegionsChanged)  # type: ignore[attr-defined]
-    def _regions_changed(self, curs: Cursor[DictRow], event: Any) -> None:
+    def _regions_changed(self, curs: Statements, event: Any) -> None:
         curs.execute(
             self.statement(
                 "UPDATE {schema}.tiering_partners SET regions = %s WHERE partner_id = %s"
@@ -114,7 +112,7 @@ class MembersView(View):
         )
 
     @on(Partner.FellBelowThreshold)  # type: ignore[attr-defined]
-    def _fell_below(self, curs: Cursor[DictRow], event: Any) -> None:
+    def _fell_below(self, curs: Statements, event: Any) -> None:
         curs.execute(
             self.statement(
                 "UPDATE {schema}.tiering_partner_tiers SET quarters_below = %s"
@@ -124,7 +122,7 @@ class MembersView(View):
         )
 
     @on(Partner.BackAboveThreshold)  # type: ignore[attr-defined]
-    def _back_above(self, curs: Cursor[DictRow], event: Any) -> None:
+    def _back_above(self, curs: Statements, event: Any) -> None:
         curs.execute(
             self.statement(
                 "UPDATE {schema}.tiering_partner_tiers SET quarters_below = 0"
@@ -134,7 +132,7 @@ class MembersView(View):
         )
 
     @on(Partner.FlaggedInactive)  # type: ignore[attr-defined]
-    def _inactive(self, curs: Cursor[DictRow], event: Any) -> None:
+    def _inactive(self, curs: Statements, event: Any) -> None:
         curs.execute(
             self.statement(
                 "UPDATE {schema}.tiering_partners SET inactive_at_review = %s, last_activity = %s"
@@ -144,7 +142,7 @@ class MembersView(View):
         )
 
     @on(Partner.QuarterReviewed)  # type: ignore[attr-defined]
-    def _reviewed(self, curs: Cursor[DictRow], event: Any) -> None:
+    def _reviewed(self, curs: Statements, event: Any) -> None:
         # A review that did not flag the partner clears an earlier flag.
         curs.execute(
             self.statement(
@@ -180,7 +178,7 @@ class ActivityView(View):
     )
 
     @on(DealRegistered)
-    def _registered(self, curs: Cursor[DictRow], event: DealRegistered) -> None:
+    def _registered(self, curs: Statements, event: DealRegistered) -> None:
         curs.execute(
             self.statement(
                 "INSERT INTO {schema}.tiering_registrations VALUES (%s, %s, %s)"

@@ -39,18 +39,16 @@ class AuditIndex(View):
     index_table: str
 
     def process_many(self, events: Sequence[tuple[Any, Tracking]]) -> None:
+        """Every key of every event, copied in: an event is indexed once (its position is
+        tracked in the same transaction), so no row can already be there."""
         if not events:
             return
-        rows = [(key, tracking.notification_id) for event, tracking in events for key in event]
         with self.datastore.transaction(commit=True) as curs:
-            if rows:
-                curs.executemany(
-                    self.statement(
-                        f"INSERT INTO {{schema}}.{self.index_table} (key, position)"  # noqa: S608
-                        " VALUES (%s, %s) ON CONFLICT DO NOTHING"
-                    ),
-                    rows,
-                )
+            copy = self.statement(f"COPY {{schema}}.{self.index_table} (key, position) FROM STDIN")
+            with curs.copy(copy) as rows:
+                for keys, tracking in events:
+                    for key in keys:
+                        rows.write_row((key, tracking.notification_id))
             self._insert_tracking(curs, events[-1][1])
 
 

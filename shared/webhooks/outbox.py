@@ -8,13 +8,11 @@ from datetime import datetime
 from typing import Any, Literal
 from uuid import NAMESPACE_URL, uuid5
 
-from psycopg import Cursor
-from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel, create_model
 
 from shared.contracts import DELIVERED_BY, PublishedEvent, WebhookEndpointChanged
-from shared.projections import View, on
+from shared.projections import Statements, View, on
 
 _MESSAGE = uuid5(NAMESPACE_URL, "urn:dealreg:webhook-message")
 _ENVELOPE = frozenset({"log", "position", "stream_version", "occurred_at", "correlation_id"})
@@ -54,7 +52,7 @@ class WebhookView(View):
     messages_table: str
 
     @on(WebhookEndpointChanged)
-    def _endpoint_changed(self, curs: Cursor[DictRow], event: WebhookEndpointChanged) -> None:
+    def _endpoint_changed(self, curs: Statements, event: WebhookEndpointChanged) -> None:
         curs.execute(
             self.statement(
                 f"INSERT INTO {{schema}}.{self.endpoints_table} AS e"  # noqa: S608 (constant)
@@ -79,7 +77,7 @@ class WebhookView(View):
             ),
         )
 
-    def _message(self, curs: Cursor[DictRow], event: Any) -> None:
+    def _message(self, curs: Statements, event: Any) -> None:
         curs.execute(
             self.statement(
                 f"INSERT INTO {{schema}}.{self.messages_table}"  # noqa: S608 (constant)
@@ -102,7 +100,7 @@ def webhook_view(service: str) -> type[WebhookView]:
     endpoints, messages = names["endpoints"], names["messages"]
 
     @on(*DELIVERED_BY[service])
-    def message(self: WebhookView, curs: Cursor[DictRow], event: Any) -> None:
+    def message(self: WebhookView, curs: Statements, event: Any) -> None:
         self._message(curs, event)
 
     return type(

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -25,12 +25,18 @@ CRM, ADMIN, AUDITOR = bearer(Role.CRM), bearer(Role.ADMIN), bearer(Role.AUDITOR)
 FINANCE, MANAGER = bearer(Role.FINANCE), bearer(Role.CHANNEL_MANAGER)
 
 
+def started() -> date:
+    """When the contracts of these tests start: ten days ago (the month before, early in a
+    month)."""
+    return (datetime.now(UTC) - timedelta(days=10)).date()
+
+
 def sign(clients: Clients, partner: str, domain: str, *, correlation: str | None = None) -> str:
     headers = {**CRM, **({"X-Correlation-ID": correlation} if correlation else {})}
     body = {**registration_body(partner, domain=domain), "motion": "refer"}
     registered = clients.registration.post("/v1/registrations", json=body, headers=headers)
     assert registered.status_code == 201, registered.text
-    start = (datetime.now(UTC) - timedelta(days=10)).date().isoformat()
+    start = started().isoformat()
     signed = clients.registration.post(
         "/v1/contracts",
         json={
@@ -155,7 +161,7 @@ def test_answers_as_of_a_past_instant_equal_what_was_shown_then(clients: Clients
     )
     assert pending.status_code == 201, pending.text
     registration_id = pending.json()["registration_id"]
-    period = datetime.now(UTC).strftime("%Y-%m")
+    period = started().strftime("%Y-%m")  # the month the contracts start in
     statement_path = f"/v1/statements/{partner}/{period}"
     eventually(lambda: clients.commissions.get(statement_path, headers=FINANCE).status_code == 200)
     partner_path, registration_path = (
