@@ -6,7 +6,7 @@ flag (possible duplicates, incumbency) come from projections through small ports
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import partial
@@ -18,7 +18,7 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError
 
 from services.registration.domain.contracts import Contract
-from services.registration.domain.customers import CustomerIdentity, resemblance
+from services.registration.domain.customers import CustomerIdentity, match_keys, resemblance
 from services.registration.domain.direct import DirectDeal
 from services.registration.domain.external_ids import ExternalId
 from services.registration.domain.partners import KnownPartner
@@ -59,6 +59,31 @@ class CustomerIndex(Protocol):
 
     def incumbent(self, customer_key: str, on: date) -> Incumbency | None:
         """An active contract of the customer whose renewal window is open on a day."""
+        ...
+
+
+class BatchIndex(Protocol):
+    """The ``CustomerIndex``'s questions for the rows of a batch at once (a bulk import's)."""
+
+    @property
+    def budget(self) -> int:
+        """How many registrations a candidate lookup reads through its rarest match keys."""
+        ...
+
+    @property
+    def limit(self) -> int:
+        """How many candidates a lookup returns at most."""
+        ...
+
+    def similar_customers(
+        self, asked: Sequence[tuple[CustomerIdentity, str, frozenset[int]]]
+    ) -> Sequence[Sequence[tuple[UUID, CustomerIdentity]]]:
+        """``CustomerIndex.similar_customers`` for each (customer, product line, its match
+        keys)."""
+        ...
+
+    def incumbents(self, customer_keys: Sequence[str], on: date) -> Mapping[str, Incumbency]:
+        """``CustomerIndex.incumbent`` for each customer that has one."""
         ...
 
 
@@ -284,8 +309,29 @@ class RegistrationApplication(ServiceApplication):
         claim: CustomerClaim | None,
         itself: UUID | None = None,
     ) -> Assessment:
+        return self.assessment(
+            identity,
+            partner,
+            claim,
+            self.customers.similar_customers(identity, product_line),
+            self.customers.incumbent(identity.key, today),
+            today,
+            itself,
+        )
+
+    @staticmethod
+    def assessment(
+        identity: CustomerIdentity,
+        partner: KnownPartner,
+        claim: CustomerClaim | None,
+        similar: Sequence[tuple[UUID, CustomerIdentity]],
+        incumbency: Incumbency | None,
+        today: date,
+        itself: UUID | None = None,
+    ) -> Assessment:
+        """The assessment of a registration, given what the views say about its customer."""
         duplicates = []
-        for registration_id, other in self.customers.similar_customers(identity, product_line):
+        for registration_id, other in similar:
             match = resemblance(identity, other)
             if match is not None and registration_id != itself:
                 duplicates.append(
@@ -296,7 +342,6 @@ class RegistrationApplication(ServiceApplication):
                         score=match.score,
                     )
                 )
-        incumbency = self.customers.incumbent(identity.key, today)
         if incumbency is not None and incumbency.partner_id == partner.partner_id:
             incumbency = None  # renewing one's own customer is no poaching
         holder = claim if claim and claim.held_by_other_than(partner.partner_id, today) else None
@@ -585,18 +630,92 @@ class RowOutcome:
     problem: RegistrationRuleError | None = None
 
 
+class ImportedCustomers:
+    """The customers an import has recorded so far (open registrations all), by match key: what
+    the deals view would hold for them had each row been a request of its own, answered as its
+    candidate query would (rarest keys first, up to the probe budget; most shared keys first,
+    up to the same limit)."""
+
+    def __init__(self, budget: int = 200, limit: int = 50) -> None:
+        self.budget = budget
+        self.limit = limit
+        self.entries: list[tuple[UUID, CustomerIdentity, str, frozenset[int]]] = []
+        self.by_key: dict[int, list[int]] = {}
+
+    def add(
+        self,
+        registration_id: UUID,
+        identity: CustomerIdentity,
+        product_line: str,
+        keys: frozenset[int],
+    ) -> None:
+        index = len(self.entries)
+        self.entries.append((registration_id, identity, product_line, keys))
+        for key in keys:
+            self.by_key.setdefault(key, []).append(index)
+
+    def mark(self) -> int:
+        return len(self.entries)
+
+    def forget_since(self, mark: int) -> None:
+        """Forget what was added after ``mark`` (a batch whose save failed)."""
+        for _, _, _, keys in self.entries[mark:]:
+            for key in keys:
+                positions = self.by_key.get(key)
+                if positions is None:  # emptied by an entry before this one
+                    continue
+                while positions and positions[-1] >= mark:
+                    positions.pop()
+                if not positions:
+                    del self.by_key[key]
+        del self.entries[mark:]
+
+    def similar_customers(
+        self, identity: CustomerIdentity, product_line: str, keys: frozenset[int]
+    ) -> list[tuple[UUID, CustomerIdentity]]:
+        counted = sorted((len(self.by_key[k]), k) for k in keys if k in self.by_key)
+        probed: list[int] = []
+        before = 0
+        for count, key in counted:
+            if before >= self.budget:
+                break
+            probed.append(key)
+            before += count
+        shared: set[int] = set()
+        for key in probed:
+            shared.update(self.by_key[key])
+        candidates = []
+        for index in shared:
+            registration_id, other, line, other_keys = self.entries[index]
+            if line == product_line and other.key != identity.key:
+                candidates.append((len(keys & other_keys), registration_id, other))
+        candidates.sort(key=lambda c: (-c[0], c[1].int))
+        return [(registration_id, other) for _, registration_id, other in candidates[: self.limit]]
+
+
 class Importer:
     """Records many registrations or contracts, a batch per transaction.
 
-    Every row goes through the same rules as a single request. Rows name their CRM id, so a
-    second run of the same file finds every id taken and records nothing. Should a concurrent
-    writer make a batch's save fail, that batch is done again row by row.
+    Every row goes through the same rules as a single request, decided as if the rows had been
+    sent one after another: a row sees the claims, the CRM ids and the customers (for possible
+    duplicates) of the rows before it in the file, though none of them is in the views yet.
+    Rows name their CRM id, so a second run of the same file finds every id taken and records
+    nothing. Should a concurrent writer make a batch's save fail, that batch is done again row
+    by row.
+
+    What a batch asks the views (similar customers, incumbents) it asks in one statement each
+    (``import_lookups``); partners are read once an import.
     """
 
-    BATCH = 100
+    BATCH = 500
 
-    def __init__(self, app: RegistrationApplication) -> None:
+    def __init__(self, app: RegistrationApplication, lookups: BatchIndex | None = None) -> None:
         self.app = app
+        self.lookups = lookups
+        self.partners: dict[UUID, KnownPartner | RegistrationRuleError] = {}
+        self.imported = (
+            ImportedCustomers(lookups.budget, lookups.limit) if lookups else ImportedCustomers()
+        )
 
     def registrations(
         self, rows: Sequence[tuple[int, NewRegistration]], now: datetime
@@ -604,13 +723,19 @@ class Importer:
         outcomes: list[RowOutcome] = []
         for start in range(0, len(rows), self.BATCH):
             batch = rows[start : start + self.BATCH]
+            mark = self.imported.mark()
             try:
                 outcomes += self._registration_batch(batch, now)
             except IntegrityError:
-                outcomes += [
-                    self._one(line, partial(self.app.register_deal, new, now))
-                    for line, new in batch
-                ]
+                self.imported.forget_since(mark)
+                for line, new in batch:
+                    outcome = self._one(line, partial(self.app.register_deal, new, now))
+                    outcomes.append(outcome)
+                    if outcome.status == "recorded" and outcome.entity_id is not None:
+                        identity = new.customer.identity
+                        self.imported.add(
+                            outcome.entity_id, identity, new.product_line, match_keys(identity)
+                        )
         return outcomes
 
     def contracts(self, rows: Sequence[tuple[int, NewContract]]) -> list[RowOutcome]:
@@ -629,6 +754,33 @@ class Importer:
             )
         return RowOutcome(line, "recorded", recorded.id, getattr(recorded, "status", None))
 
+    def _partner(self, partner_id: UUID, motion: str) -> KnownPartner | RegistrationRuleError:
+        """The partner if it may register this motion, else why not (read once an import)."""
+        if partner_id not in self.partners:
+            try:
+                self.partners[partner_id] = self.app.partner_for(partner_id, "refer")
+            except RegistrationRuleError as error:
+                self.partners[partner_id] = error
+        partner = self.partners[partner_id]
+        if isinstance(partner, RegistrationRuleError):
+            return partner
+        refusal = partner.may_register(motion)
+        return RegistrationRuleError(refusal) if refusal else partner
+
+    def _views(
+        self, rows: Sequence[tuple[CustomerIdentity, str, frozenset[int]]], today: date
+    ) -> tuple[list[Sequence[tuple[UUID, CustomerIdentity]]], list[Incumbency | None]]:
+        """What the views say about each row's customer: similar customers, and incumbency."""
+        if self.lookups is None:
+            customers = self.app.customers
+            return (
+                [customers.similar_customers(identity, line) for identity, line, _ in rows],
+                [customers.incumbent(identity.key, today) for identity, _, _ in rows],
+            )
+        similar = list(self.lookups.similar_customers(rows))
+        incumbents = self.lookups.incumbents([identity.key for identity, _, _ in rows], today)
+        return similar, [incumbents.get(identity.key) for identity, _, _ in rows]
+
     def _registration_batch(
         self, batch: Sequence[tuple[int, NewRegistration]], now: datetime
     ) -> list[RowOutcome]:
@@ -645,7 +797,25 @@ class Importer:
                 for line, new in batch
             ]
         )
-        partners: dict[UUID, KnownPartner | RegistrationRuleError] = {}
+        # What each row's partner may do; what the views say of the customers of the rows that
+        # may be recorded, asked for all of them at once.
+        partners = {line: self._partner(new.partner_id, new.motion) for line, new in batch}
+        asked = [
+            (line, new)
+            for line, new in batch
+            if isinstance(partners[line], KnownPartner)
+            and not (
+                new.external_id and ExternalId.create_id("registration", new.external_id) in known
+            )
+        ]
+        keys = {line: match_keys(identities[line]) for line, _ in asked}
+        similar, incumbents = self._views(
+            [(identities[line], new.product_line, keys[line]) for line, new in asked], today
+        )
+        views = {
+            line: (found, incumbency)
+            for (line, _), found, incumbency in zip(asked, similar, incumbents, strict=True)
+        }
         taken_here: dict[str, int] = {}
         changed: dict[UUID, Aggregate] = {}
         outcomes = []
@@ -667,26 +837,10 @@ class Importer:
                         )
                     )
                     continue
-            if new.partner_id not in partners:
-                try:
-                    partners[new.partner_id] = app.partner_for(new.partner_id, "refer")
-                except RegistrationRuleError as error:
-                    partners[new.partner_id] = error
-            partner = partners[new.partner_id]
-            refusal = (
-                partner
-                if isinstance(partner, RegistrationRuleError)
-                else partner.may_register(new.motion)
-            )
-            if refusal:
-                problem = (
-                    refusal
-                    if isinstance(refusal, RegistrationRuleError)
-                    else RegistrationRuleError(refusal)
-                )
-                outcomes.append(RowOutcome(line, "rejected", problem=problem))
+            partner = partners[line]
+            if isinstance(partner, RegistrationRuleError):
+                outcomes.append(RowOutcome(line, "rejected", problem=partner))
                 continue
-            assert isinstance(partner, KnownPartner)
             identity = identities[line]
             claim_id = CustomerClaim.create_id(identity.key, new.product_line)
             claim = known.get(claim_id)
@@ -701,7 +855,20 @@ class Importer:
                     )
                 )
                 continue
-            assessment = app.assess(identity, new.product_line, partner, today, claim)
+            # The views, and the rows this import recorded before this one as the deals view
+            # would have them had each row been a request (none counted twice).
+            in_views, incumbency = views[line]
+            seen = {registration_id for registration_id, _ in in_views}
+            earlier = [
+                candidate
+                for candidate in self.imported.similar_customers(
+                    identity, new.product_line, keys[line]
+                )
+                if candidate[0] not in seen
+            ]
+            assessment = app.assessment(
+                identity, partner, claim, [*in_views, *earlier], incumbency, today
+            )
             registration = Registration.submit(
                 partner_id=new.partner_id,
                 customer=identity,
@@ -717,6 +884,7 @@ class Importer:
                 now=now,
             )
             changed[registration.id] = registration
+            self.imported.add(registration.id, identity, new.product_line, keys[line])
             if new.external_id:
                 taken_here[new.external_id] = line
                 index = ExternalId(

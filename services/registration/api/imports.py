@@ -17,6 +17,7 @@ from services.registration.api.common import App, Now, acting_partner
 from services.registration.api.contracts import ContractRequest
 from services.registration.api.registrations import RegistrationRequest
 from services.registration.application import Importer, RowOutcome
+from services.registration.import_lookups import BatchLookups
 from shared.auth import Allow, Principal, Role
 from shared.problems import Problem
 
@@ -205,7 +206,8 @@ async def import_registrations(
             commands.append((line, parsed.command(acting_partner(principal, parsed.partner_id))))
         except Problem as problem:
             bad.append(_rejected(line, problem.kind, problem.detail))
-    outcomes = await run_in_threadpool(Importer(app).registrations, commands, now)
+    importer = Importer(app, BatchLookups.of(app.customers))
+    outcomes = await run_in_threadpool(importer.registrations, commands, now)
     return _report(outcomes, bad)
 
 
