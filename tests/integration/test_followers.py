@@ -13,7 +13,7 @@ from eventsourcing.persistence import IntegrityError, Tracking
 from services.tiering import service as tiering
 from services.tiering.projections import MembersView
 from shared.runtime import ServiceRuntime, WorkerIsRunningError, own_log
-from shared.subscriptions import Follower, pages
+from shared.subscriptions import Follower, _Subscription, pages
 from tests.conftest import eventually
 
 
@@ -170,3 +170,15 @@ def test_a_live_subscription_is_taken_a_page_at_a_time(runtime: ServiceRuntime) 
         subscription.stop()
     assert [n.id for n in first] == list(range(1, len(first) + 1))
     assert len(first) == runtime.app.recorder.max_notification_id()  # type: ignore[attr-defined]
+
+
+def test_a_subscription_moves_past_the_events_it_does_not_want(runtime: ServiceRuntime) -> None:
+    """A follower of rare topics reads from the head on, not again from its last event."""
+    enrol(runtime, "Before")
+    recorder: Any = runtime.app.recorder
+    subscription = _Subscription(recorder, gt=0, topics=["a topic nobody records"])
+    with subscription:
+        eventually(lambda: subscription._last_notification_id == recorder.max_notification_id())
+        enrol(runtime, "After")
+        eventually(lambda: subscription._last_notification_id == recorder.max_notification_id())
+        subscription.stop()
