@@ -22,6 +22,7 @@ import sys
 import time
 import uuid
 from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 
 from bench.registration_latency import grow
@@ -64,20 +65,23 @@ def run(
             if keep:
                 print(f"# kept: --reuse {url}", flush=True)
         log_events, applied, seconds = rebuild(url)
-    rate = log_events / seconds
-    how = f"{applied:,} events taken by the views in {seconds:.0f} s"
+    figure = replayed(log_events, applied, seconds)
     if seeded is not None:
-        how += f"; seeding took {seeded:.0f} s"
-    return [
-        Figure(
-            f"replay of a {log_events:,}-event registration log",
-            rate,
-            "events/s",
-            target=f"≥ {TARGET:,} events/s",
-            met=rate >= TARGET,
-            note=how,
-        )
-    ]
+        figure = replace(figure, note=f"{figure.note}; seeding took {seeded:.0f} s")
+    return [figure]
+
+
+def replayed(log_events: int, applied: int, seconds: float) -> Figure:
+    rate = log_events / seconds
+    return Figure(
+        f"replay of a {log_events:,}-event registration log",
+        rate,
+        "events/s",
+        target=f"≥ {TARGET:,} events/s",
+        met=rate >= TARGET,
+        note=f"every view of the registration service rebuilt in {seconds:.0f} s"
+        f" ({applied:,} events taken by the views, each reading the events it handles)",
+    )
 
 
 def main() -> None:

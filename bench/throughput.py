@@ -4,7 +4,8 @@ measured in the same run on the same machine.
 The tiering and registration services run as real processes (``dealreg serve``) on a database
 of their own; the baseline (``bench.baseline``) is a third. The log is grown to each size
 (``--sizes``) through the domain, as ``bench.registration_latency`` does, the registration
-service restarted on it, and then, from a separate process (``bench.loadgen``):
+service's views rebuilt from it (the replay rate of that log is a figure too), the service
+started, and then, from a separate process (``bench.loadgen``):
 
 - the maximum rate: closed loop at 1, 2, 4, ... ``--concurrency`` clients, ``--step`` seconds
   each, the best throughput kept; the same for the baseline;
@@ -42,6 +43,7 @@ from typing import Any
 import psycopg
 
 from bench.registration_latency import enrol, grow, request
+from bench.replay import rebuild, replayed
 from bench.report import Figure, record
 from bench.services import SECRET, Service, bench_database, free_port, profiled
 from shared.auth import Role, mint_token
@@ -192,6 +194,10 @@ def run(
             for size in sorted(sizes):
                 print(f"# {size:,} existing registrations", flush=True)
                 grow(url, partners, names, size)
+                # The service is stopped: its views are rebuilt from the grown log (a replay,
+                # measured), rather than caught up event by event as it starts.
+                log_events, applied, seconds = rebuild(url)
+                figures.append(replayed(log_events, applied, seconds))
                 registration.start()
                 with psycopg.connect(url, autocommit=True) as conn:
                     conn.execute("ANALYZE")
