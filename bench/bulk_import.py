@@ -243,7 +243,10 @@ def run(
             note=(
                 f"one CSV of {rows_count:,} rows over HTTP, {existing:,} registrations already"
                 f" recorded, {where}; {report['recorded']:,} recorded,"
-                f" {report['unchanged']:,} unchanged, {report['rejected']:,} rejected"
+                f" {report['unchanged']:,} unchanged, {report['rejected']:,} rejected. Limited"
+                " by the import's own CPU per row (scoring possible duplicates, candidates"
+                " among the file's earlier rows, match keys, the batched view lookups) and by"
+                " the service's followers, which take the same cores while it runs"
             ),
         ),
         Figure(
