@@ -229,6 +229,7 @@ def _band_keys(texts: Sequence[str]) -> set[int]:
     return keys
 
 
+@lru_cache(maxsize=2048)  # the deals view keys what the request that registered it just did
 def match_keys(identity: CustomerIdentity) -> frozenset[int]:
     """Keys shared, with high probability, by any two customers that `resemblance` may call
     possible duplicates: an index on them finds the candidates to score."""
