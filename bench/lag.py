@@ -12,7 +12,8 @@ asks the database every ``--poll-ms``:
   positions);
 - which of those are now rows of ``registration_deals`` (registration's deals view) and of
   ``tiering_registrations`` (tiering's activity view, from the published ``DealRegistered``);
-- how many saves are waiting for the table lock of ``registration_events`` (``pg_locks``).
+- how many saves are waiting for the table lock of ``registration_events`` (``pg_locks``), and
+  whether its holder is working in the server or waiting for its client (``pg_stat_activity``).
 
 The lag of one registration in one view is the time the poller first saw its row minus the time
 it first saw its event. Both are taken with the poller's clock when the query returns, so each is
@@ -56,6 +57,15 @@ VIEWS = {
     "tiering activity view": "tiering_registrations",
 }
 TARGET_MS = 250.0
+LOCK_SQL = """
+SELECT count(*) FILTER (WHERE NOT l.granted),
+       max(a.state) FILTER (WHERE l.granted AND l.mode = 'ExclusiveLock')
+FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+WHERE l.relation = 'registration_events'::regclass
+"""
+"""Saves waiting for the table lock of registration's log, and what its holder is doing:
+``active`` (the server works on its statement) or ``idle in transaction`` (it waits for its
+client's next statement)."""
 
 
 def send(port: int, partners: list[str], rate: float, seconds: float, out: str) -> None:
@@ -145,6 +155,7 @@ def poll(database_url: str, period: float, stop_file: str, out: str) -> None:
     seen: dict[str, dict[str, float]] = {table: {} for table in VIEWS.values()}
     queries: list[float] = []
     waiting: list[int] = []  # saves waiting for registration_events' table lock, each poll
+    holders: list[str] = []  # the state of the lock's holder, each poll ("free": none)
     stopping = 0.0
     with psycopg.connect(database_url, autocommit=True) as conn:
         row = conn.execute("SELECT coalesce(max(notification_id), 0) FROM registration_events")
@@ -171,12 +182,9 @@ def poll(database_url: str, period: float, stop_file: str, out: str) -> None:
                     now = time.time()
                     for (rid,) in rows:
                         found[rid] = now
-            waiting.append(
-                conn.execute(
-                    "SELECT count(*) FROM pg_locks WHERE NOT granted"
-                    " AND relation = 'registration_events'::regclass"
-                ).fetchone()[0]  # type: ignore[index]
-            )
+            lock = conn.execute(LOCK_SQL).fetchone()
+            waiting.append(lock[0] if lock else 0)
+            holders.append(lock[1] if lock and lock[1] else "free")
             queries.append(time.perf_counter() - started)
             done = all(len(found) == len(seen_log) for found in seen.values())
             if os.path.exists(stop_file):
@@ -184,9 +192,14 @@ def poll(database_url: str, period: float, stop_file: str, out: str) -> None:
                 if done or time.time() - stopping > 120:
                     break
             time.sleep(max(0.0, period - (time.perf_counter() - started)))
-    Path(out).write_text(
-        json.dumps({"log": seen_log, "views": seen, "queries": queries, "waiting": waiting})
-    )
+    result: dict[str, Any] = {
+        "log": seen_log,
+        "views": seen,
+        "queries": queries,
+        "waiting": waiting,
+        "holders": holders,
+    }
+    Path(out).write_text(json.dumps(result))
 
 
 def rss(pid: int) -> int:
@@ -350,6 +363,17 @@ def run(
             "saves",
             note=f"max {max(waiting)}; waiting in {sum(1 for w in waiting if w) / len(waiting):.0%}"
             f" of {len(waiting):,} polls (pg_locks, not granted)",
+        )
+    )
+    holders = observed["holders"]
+    share = {state: holders.count(state) / len(holders) for state in set(holders)}
+    figures.append(
+        Figure(
+            f"registration_events' table lock held, holder waiting for its client, at {rate:g}/s",
+            share.get("idle in transaction", 0.0) * 100,
+            "% of polls",
+            note=f"held with its holder active in the server {share.get('active', 0.0):.0%},"
+            f" free {share.get('free', 0.0):.0%} (pg_locks and pg_stat_activity each poll)",
         )
     )
     for service in services:
