@@ -22,7 +22,14 @@ to about that. The registration's HTTP response time (the sender's clock; same m
 clock) gives a second, independent bound: response arrival is after the commit.
 
 Memory: each service's RSS (``VmRSS`` of the process and its children) after it started and then
-idled ``--idle`` seconds, and the peak of samples every 0.25 s during the steady run.
+idled ``--idle`` seconds, and the peak of samples every 0.25 s during the steady run; CPU: each
+service's CPU seconds (``/proc/<pid>/stat``) over the run, per registration. The sender reports
+how late it was on its schedule and its own CPU a request (a raw HTTP/1.1 client: httpx took
+about 10 ms of CPU a request, too much to keep 100 a second on 2 cores).
+
+Without ``--database-url`` (or BENCH_DATABASE_URL) the services run on a PostgreSQL server of
+their own (``bench_database``, 200 connections), so that other databases' clients do not use up
+the connections.
 
     python -m bench.lag --rate 100 --seconds 30 --results results.json
 """
