@@ -673,24 +673,25 @@ class ImportedCustomers:
     def similar_customers(
         self, identity: CustomerIdentity, product_line: str, keys: frozenset[int]
     ) -> list[tuple[UUID, CustomerIdentity]]:
-        counted = sorted((len(self.by_key[k]), k) for k in keys if k in self.by_key)
-        probed: list[int] = []
+        by_key, entries = self.by_key, self.entries
+        counted = sorted((len(positions), key) for key in keys if (positions := by_key.get(key)))
+        probed: list[list[int]] = []
         before = 0
         for count, key in counted:
             if before >= self.budget:
                 break
-            probed.append(key)
+            probed.append(by_key[key])
             before += count
-        shared: set[int] = set()
-        for key in probed:
-            shared.update(self.by_key[key])
-        candidates = []
-        for index in shared:
-            registration_id, other, line, other_keys = self.entries[index]
-            if line == product_line and other.key != identity.key:
-                candidates.append((len(keys & other_keys), registration_id, other))
-        candidates.sort(key=lambda c: (-c[0], c[1].int))
-        return [(registration_id, other) for _, registration_id, other in candidates[: self.limit]]
+        own = identity.key
+        # Most keys shared first, then by registration id: as plain tuples, sorted without a
+        # Python call per comparison; the customer key is the one each identity keeps.
+        ranked = []
+        for index in set().union(*probed):
+            registration_id, other, line, other_keys = entries[index]
+            if line == product_line and other.key != own:
+                ranked.append((-len(keys & other_keys), registration_id.int, index))
+        ranked.sort()
+        return [entries[index][:2] for _, _, index in ranked[: self.limit]]
 
 
 class Importer:

@@ -62,6 +62,7 @@ _GENERIC_WORDS = frozenset(
 
 POSSIBLE_DUPLICATE = Decimal("0.85")
 """Resemblance from which two different customer keys are flagged as possibly one customer."""
+_DIGITS = re.compile(r"\d+")
 
 
 @cache
@@ -143,6 +144,16 @@ class CustomerIdentity:
     def label(self) -> str | None:
         return domain_label(self.domain) if self.domain else None
 
+    @cached_property
+    def numbers(self) -> tuple[str, ...]:
+        """The runs of digits in the name: names with other numbers are other companies."""
+        return tuple(_DIGITS.findall(self.name))
+
+    @cached_property
+    def squashed(self) -> str:
+        """The name without its spaces, as a domain label would write it."""
+        return self.name.replace(" ", "")
+
 
 def customer_key(
     *, name: str, country: str, domain: str | None = None, email: str | None = None
@@ -159,10 +170,18 @@ class Resemblance:
     """Which keys matched: ``name``, ``domain``, ``name~domain``."""
 
 
+def _score(ratio: float) -> Decimal:
+    """A rapidfuzz score (0 to 100) as a resemblance: 0 to 1, to two places."""
+    return (Decimal(str(ratio)) / 100).quantize(Decimal("0.01"))
+
+
 def _ratio(a: str, b: str) -> Decimal:
-    return (Decimal(str(fuzz.ratio(a, b))) / 100).quantize(Decimal("0.01"))
+    return _score(fuzz.ratio(a, b))
 
 
+# A score below this (rapidfuzz's 0 to 100) is below POSSIBLE_DUPLICATE to two places, whatever
+# the rounding: most pairs are, and are told so without building a Decimal.
+_BELOW = 84.0
 # MinHash over character trigrams, in bands: two strings whose trigram sets overlap enough share
 # a band with high probability, so candidates come from an exact index lookup whatever the size
 # of the table. 20 bands of 2 find ~99% of pairs one or two typos apart (tests/unit and bench/).
@@ -247,23 +266,26 @@ def resemblance(a: CustomerIdentity, b: CustomerIdentity) -> Resemblance | None:
     """
     if a.key == b.key:
         return None
-    scores: dict[str, Decimal] = {}
-    if a.country == b.country and a.name and b.name:
-        name_score = (Decimal(str(fuzz.token_sort_ratio(a.name, b.name))) / 100).quantize(
-            Decimal("0.01")
-        )
-        same_numbers = re.findall(r"\d+", a.name) == re.findall(r"\d+", b.name)
-        if len(a.name) >= 3 and len(b.name) >= 3 and same_numbers:
-            scores["name"] = name_score
-    if a.label and b.label and min(len(a.label), len(b.label)) >= 4:
-        scores["domain"] = Decimal("0.95") if a.label == b.label else _ratio(a.label, b.label)
-    for identity, other in ((a, b), (b, a)):
-        if identity.label and other.name and len(identity.label) >= 4:
-            squashed = other.name.replace(" ", "")
-            scores["name~domain"] = max(
-                scores.get("name~domain", Decimal(0)), _ratio(identity.label, squashed)
-            )
-    matched = tuple(sorted(k for k, v in scores.items() if v >= POSSIBLE_DUPLICATE))
+    # Scores as rapidfuzz gives them (0 to 100), then as Decimals only for those that may reach
+    # POSSIBLE_DUPLICATE: the same scores as ``_score`` of each, for a fraction of the cost.
+    scores: dict[str, float] = {}
+    if a.country == b.country and len(a.name) >= 3 and len(b.name) >= 3 and a.numbers == b.numbers:
+        scores["name"] = fuzz.token_sort_ratio(a.name, b.name)
+    a_label, b_label = a.label, b.label
+    if a_label and b_label and min(len(a_label), len(b_label)) >= 4:
+        scores["domain"] = 95.0 if a_label == b_label else fuzz.ratio(a_label, b_label)
+    if a_label and b.name and len(a_label) >= 4:
+        scores["name~domain"] = fuzz.ratio(a_label, b.squashed)
+    if b_label and a.name and len(b_label) >= 4:
+        scores["name~domain"] = max(scores.get("name~domain", 0.0), fuzz.ratio(b_label, a.squashed))
+    if not any(score >= _BELOW for score in scores.values()):
+        return None
+    exact = {
+        k: Decimal("0.95") if k == "domain" and a_label == b_label else _score(v)
+        for k, v in scores.items()
+        if v >= _BELOW
+    }
+    matched = tuple(sorted(k for k, v in exact.items() if v >= POSSIBLE_DUPLICATE))
     if not matched:
         return None
-    return Resemblance(score=max(scores[k] for k in matched), matched=matched)
+    return Resemblance(score=max(exact[k] for k in matched), matched=matched)
