@@ -54,6 +54,35 @@ def link(
     return digest.digest()
 
 
+# The chain's encoding (``link``) in SQL: int8send and uuid_send are big-endian, as above.
+_APPEND_FUNCTION = (
+    "CREATE OR REPLACE FUNCTION {function}("
+    " ids uuid[], versions bigint[], topics text[], states bytea[]) RETURNS SETOF bigint"
+    " LANGUAGE plpgsql AS $$"
+    " DECLARE positions bigint[]; hashes bytea[] := '{{}}'; previous bytea; topic bytea;"
+    " BEGIN"
+    "  SET LOCAL lock_timeout = '{lock_timeout}s';"
+    "  LOCK TABLE {events} IN EXCLUSIVE MODE;"
+    "  NOTIFY {channel};"
+    "  WITH inserted AS ("
+    "   INSERT INTO {events} (originator_id, originator_version, topic, state)"
+    "   SELECT * FROM unnest(ids, versions, topics, states) RETURNING notification_id)"
+    "  SELECT array_agg(notification_id ORDER BY notification_id) INTO positions FROM inserted;"
+    "  SELECT hash INTO previous FROM {chain} ORDER BY position DESC LIMIT 1;"
+    "  previous := coalesce(previous, decode(repeat('00', 32), 'hex'));"
+    "  FOR i IN 1 .. coalesce(array_length(positions, 1), 0) LOOP"
+    "   topic := convert_to(topics[i], 'UTF8');"
+    "   previous := sha256(previous || int8send(positions[i]) || uuid_send(ids[i])"
+    "    || int8send(versions[i]) || int4send(octet_length(topic)) || topic"
+    "    || int8send(octet_length(states[i])::bigint) || states[i]);"
+    "   hashes := array_append(hashes, previous);"
+    "  END LOOP;"
+    "  INSERT INTO {chain} (position, hash) SELECT * FROM unnest(positions, hashes);"
+    "  RETURN QUERY SELECT unnest(positions);"
+    " END $$"
+)
+
+
 def chain_table(log: str) -> str:
     return f"{log}_chain"
 
@@ -78,6 +107,19 @@ class _Chained(PostgresApplicationRecorder):
         self._append = SQL(
             "INSERT INTO {} (position, hash) SELECT * FROM unnest(%s::bigint[], %s::bytea[])"
         ).format(self.chain)
+        function = _qualified(datastore.schema, f"{self.events_table_name}_append")
+        self.sql_create_statements.append(
+            SQL(_APPEND_FUNCTION).format(
+                function=function,
+                events=_qualified(datastore.schema, self.events_table_name),
+                chain=self.chain,
+                channel=Identifier(self.channel_name),
+                lock_timeout=SQL(str(int(datastore.lock_timeout))),
+            )
+        )
+        self._call_append = SQL(
+            "SELECT position FROM {}(%s::uuid[], %s::bigint[], %s::text[], %s::bytea[]) AS position"
+        ).format(function)
 
     def create_table(self) -> None:
         super().create_table()
@@ -87,41 +129,37 @@ class _Chained(PostgresApplicationRecorder):
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
-        """As the library does it (tracking, table lock, notify, the events, then the chain, in
-        one transaction), but statement by statement rather than in pipeline mode.
+        """What the library does (the process's tracking row, the table lock, NOTIFY, the
+        events) and the chain, with everything done under the lock in one call of a function
+        of the database (``<log>_events_append``), so that the lock is held for the server's
+        work alone. Done step by step from here, it was held while the thread waited for the
+        interpreter between five round trips: 70% of the time at 100 registrations a second
+        (docs/decisions/0014). Without a tracking row the call is its own transaction.
 
-        In pipeline mode a save of more than about 300 kB never finished over a Unix-domain
-        socket (about 5 MB over TCP): client and server both blocked writing. Each statement
-        here is sent whole and its result read before the next; the events still go in one
-        INSERT (one array parameter) and the chain in another, under the same lock."""
-        with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
-            self._insert_events(curs, stored_events, **kwargs)  # the process's tracking row
-            if not stored_events:
-                return None
-            self._insert_stored_events(curs, stored_events, **kwargs)
-            return self._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+        Not in pipeline mode: a save of more than about 300 kB never finished over a
+        Unix-domain socket that way (client and server both blocked writing)."""
+        tracking = kwargs.get("tracking")
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            if tracking is None:
+                return self._append_events(curs, stored_events) if stored_events else None
+            with conn.transaction():
+                self._insert_events(curs, stored_events, **kwargs)  # the tracking row
+                return self._append_events(curs, stored_events) if stored_events else None
 
-    def _fetch_ids_after_insert_events(
-        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
-    ) -> Sequence[int] | None:
-        positions = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
-        if positions:
-            curs.execute(self._head, prepare=True)
-            row = curs.fetchone()
-            previous = bytes(row["hash"]) if row else GENESIS
-            links = []
-            for position, stored in zip(positions, stored_events, strict=True):
-                previous = link(
-                    previous,
-                    position,
-                    stored.originator_id,  # type: ignore[arg-type]
-                    stored.originator_version,
-                    stored.topic,
-                    stored.state,
-                )
-                links.append((position, previous))
-            self._extend(curs, links)
-        return positions
+    def _append_events(
+        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent]
+    ) -> Sequence[int]:
+        curs.execute(
+            self._call_append,
+            (
+                [e.originator_id for e in stored_events],
+                [e.originator_version for e in stored_events],
+                [e.topic for e in stored_events],
+                [e.state for e in stored_events],
+            ),
+            prepare=True,
+        )
+        return [row["position"] for row in curs.fetchall()]
 
     def _extend(self, curs: Cursor[Any], links: Sequence[tuple[int, bytes]]) -> None:
         """The chain's new positions in one statement (two array parameters)."""
