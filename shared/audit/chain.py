@@ -103,7 +103,6 @@ class _Chained(PostgresApplicationRecorder):
                 "CREATE TABLE IF NOT EXISTS {} (position bigint PRIMARY KEY, hash bytea NOT NULL)"
             ).format(self.chain)
         )
-        self._head = SQL("SELECT hash FROM {} ORDER BY position DESC LIMIT 1").format(self.chain)
         self._append = SQL(
             "INSERT INTO {} (position, hash) SELECT * FROM unnest(%s::bigint[], %s::bytea[])"
         ).format(self.chain)
