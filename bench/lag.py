@@ -1,8 +1,9 @@
 """The lag from a registration's commit to its effect in the followers' projections, at a steady
 rate, and the resident memory (RSS) of each service at rest and under that load.
 
-Registration and tiering run as real processes (commissions follows only contracts, not
-registrations). ``--partners`` partners are enrolled; then a sender process of its own posts
+The three services run as real processes (commissions follows only contracts, not
+registrations: it is there for its memory, and what a busy log it takes little from costs it).
+``--partners`` partners are enrolled; then a sender process of its own posts
 registrations on an open-loop schedule (``--rate`` per second for ``--seconds``: each request
 leaves at its time whatever the earlier ones are doing) while a poller process, also of its own,
 asks the database every ``--poll-ms``:
@@ -267,10 +268,14 @@ def run(
     with bench_database(database_url, max_connections=200) as url:
         tiering = Service("tiering", url, free_port(), logs / "tiering.log")
         registration = Service("registration", url, free_port(), logs / "registration.log")
-        services = [registration, tiering]
+        # Commissions follows registration's contracts only: here, for its memory and for
+        # what following a busy log it takes little from costs it.
+        commissions = Service("commissions", url, free_port(), logs / "commissions.log")
+        services = [registration, tiering, commissions]
         try:
             tiering.start()
             registration.start()
+            commissions.start()
             admin = {"Authorization": f"Bearer {mint_token(SECRET, Role.ADMIN, subject='b')}"}
             partner_ids = [
                 httpx.post(
