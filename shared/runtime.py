@@ -233,14 +233,16 @@ def _replay(view: View, followers: list[Follower], progress: Progress | None) ->
 
 REPLAY_BATCH = 2000
 """Events a rebuild reads and applies in one transaction."""
+REBUILD_THREADS = 2
 
 
 def _each_view(
     work: Callable[[View, list[Follower]], int], views: dict[View, list[Follower]]
 ) -> list[int]:
-    """The views side by side, a thread each: while one waits for the database, another
-    decodes and computes (each view has connections of its own)."""
-    with ThreadPoolExecutor(max_workers=max(1, len(views)), thread_name_prefix="rebuild") as pool:
+    """Two views at a time: while one waits for the database, the other decodes and computes.
+    More would only hold more connections (each view has a pool of its own, and the services
+    may be running beside it) for the same interpreter lock."""
+    with ThreadPoolExecutor(max_workers=REBUILD_THREADS, thread_name_prefix="rebuild") as pool:
         return list(pool.map(lambda item: work(*item), views.items()))
 
 
