@@ -160,6 +160,24 @@ class Service:
             time.sleep(0.5)
         raise SystemExit(f"{self.name} not ready after {timeout}s")
 
+    def lag(self) -> int:
+        """Events its followers have still to apply (the service's own lag metric)."""
+        metrics = httpx.get(f"{self.url}/metrics", timeout=30).text
+        return sum(
+            int(float(line.rsplit(" ", 1)[1]))
+            for line in metrics.splitlines()
+            if line.startswith("dealreg_subscription_lag_events{")
+        )
+
+    def caught_up(self, timeout: float = 3600) -> float:
+        """Wait until its followers have applied everything; returns the seconds it took."""
+        started = time.perf_counter()
+        while self.lag():
+            if time.perf_counter() - started > timeout:
+                raise SystemExit(f"{self.name}'s followers did not catch up in {timeout}s")
+            time.sleep(0.5)
+        return time.perf_counter() - started
+
     def stop(self) -> None:
         if self.process is not None:
             self.process.terminate()
