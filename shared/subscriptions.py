@@ -46,13 +46,16 @@ class Source:
     decode: Callable[[Notification], Any]
     topics: Sequence[str] = ()
 
-    def pending_after(self, position: int | None) -> int:
-        """How many wanted events the log holds after a position."""
+    def pending_after(self, position: int | None, through: int | None = None) -> int:
+        """How many wanted events the log holds after a position (up to ``through``)."""
         datastore = self.recorder.datastore
         statement = SQL("SELECT count(*) AS n FROM {}.{} WHERE notification_id > %s").format(
             Identifier(datastore.schema), Identifier(self.recorder.events_table_name)
         )
         params: list[Any] = [position or 0]
+        if through is not None:
+            statement += SQL(" AND notification_id <= %s")
+            params.append(through)
         if self.topics:
             statement += SQL(" AND topic = ANY(%s)")
             params.append(list(self.topics))
@@ -171,13 +174,25 @@ class Follower:
         self._leading = False
         self._caught_up = False
         self.last_error: str | None = None
+        self._applied_through = 0
+        """A head of the log up to which every wanted event was found applied."""
 
     # The position is the last event of the source this target has taken effect for.
     def position(self) -> int:
         return self.target.max_tracking_id(self.source.log) or 0
 
     def pending(self) -> int:
-        return self.source.pending_after(self.position())
+        """Wanted events not yet applied. Counted from the log's head at the last count that
+        found none, not from the position: a follower of rare topics (webhook endpoints) stays
+        near the start of a log, and counting from there read the whole log, four times a
+        second in every webhook dispatcher. Events become visible in the order of their
+        positions (the recorder's table lock), so none can appear before that head later."""
+        head = self.source.head()
+        start = max(self.position(), self._applied_through)
+        pending = self.source.pending_after(start, head) if start < head else 0
+        if pending == 0:
+            self._applied_through = max(self._applied_through, head)
+        return pending
 
     def _apply(self, notification: Notification) -> None:
         event = self.source.decode(notification)

@@ -109,7 +109,7 @@ class FollowerCollector(Collector):
         for follower in self.runtime.followers:
             try:
                 at = follower.position()
-                behind = follower.source.pending_after(at)
+                behind = follower.pending()
             except Exception:  # a scrape must not fail because the database blinked
                 log.warning("could not read the lag of %s", follower.name, exc_info=True)
                 continue

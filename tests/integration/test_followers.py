@@ -182,3 +182,17 @@ def test_a_subscription_moves_past_the_events_it_does_not_want(runtime: ServiceR
         enrol(runtime, "After")
         eventually(lambda: subscription._last_notification_id == recorder.max_notification_id())
         subscription.stop()
+
+
+def test_pending_is_counted_from_the_head_where_none_was_pending(runtime: ServiceRuntime) -> None:
+    """A follower of rare topics stays near the start of the log; its pending count must not
+    read the log from there each time (webhook dispatchers ask four times a second)."""
+    enrol(runtime, "Counted once")
+    follower = members(runtime)
+    assert follower.pending() > 0
+    follower.catch_up()
+    head = runtime.app.recorder.max_notification_id()  # type: ignore[attr-defined]
+    assert follower.pending() == 0
+    assert follower._applied_through == head
+    enrol(runtime, "Counted after")
+    assert follower.pending() > 0  # what came after that head is still counted
