@@ -27,14 +27,10 @@ import csv
 import io
 import os
 import random
-import signal
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +39,7 @@ import psycopg
 
 from bench.registration_latency import company, grow, typo
 from bench.report import Figure, record
-from bench.services import SECRET, Service, bench_database, free_port
+from bench.services import SECRET, Service, bench_database, free_port, profiled
 from shared.auth import Role, mint_token
 
 PARTNERS = 50
@@ -168,26 +164,6 @@ def caught_up(url: str, expected: int, timeout: float = 1800) -> float:
     return time.perf_counter() - started
 
 
-@contextmanager
-def profiled(service: Service, out: Path | None) -> Iterator[None]:
-    if out is None or service.process is None:
-        yield
-        return
-    py_spy = str(Path(sys.executable).with_name("py-spy"))
-    options = ["--format", "raw", "--rate", "100", "--nonblocking", "--threads", "--output"]
-    spy = subprocess.Popen(
-        [py_spy, "record", "--pid", str(service.process.pid), *options, str(out)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        time.sleep(1)  # py-spy attaches
-        yield
-    finally:
-        spy.send_signal(signal.SIGINT)
-        spy.wait(timeout=60)
-
-
 def run(
     database_url: str | None = None,
     *,
@@ -218,7 +194,7 @@ def run(
             if profile is not None:
                 profile.mkdir(parents=True, exist_ok=True)
             out = profile / "registration-import.txt" if profile else None
-            with profiled(registration, out):
+            with profiled(registration, out, threads=True, rate=100):
                 elapsed, report = post(registration, body)
                 behind = existing + first["recorded"] + report["recorded"] - deals(url)
                 catch_up = caught_up(url, existing + first["recorded"] + report["recorded"])

@@ -190,7 +190,14 @@ class Service:
 
 
 @contextmanager
-def profiled(service: Service, out: Path | None, *, gil: bool = False) -> Iterator[None]:
+def profiled(
+    service: Service,
+    out: Path | None,
+    *,
+    gil: bool = False,
+    threads: bool = False,
+    rate: int = 250,
+) -> Iterator[None]:
     """Sample ``service`` with py-spy while the block runs: collapsed stacks into ``out``.
 
     By default every thread that is not idle (time spent waiting on the database included);
@@ -200,8 +207,9 @@ def profiled(service: Service, out: Path | None, *, gil: bool = False) -> Iterat
         return
     py_spy = str(Path(sys.executable).with_name("py-spy"))
     pid = str(service.process.pid)
-    options = ["--format", "raw", "--rate", "250", "--nonblocking", "--output", str(out)]
+    options = ["--format", "raw", "--rate", str(rate), "--nonblocking", "--output", str(out)]
     options += ["--gil"] if gil else []
+    options += ["--threads"] if threads else []  # each stack under its thread's name
     spy = subprocess.Popen(
         [py_spy, "record", "--pid", pid, *options],
         stdout=subprocess.DEVNULL,
