@@ -37,7 +37,7 @@ from typing import Any
 import httpx
 import psycopg
 
-from bench.registration_latency import company, grow, typo
+from bench.registration_latency import company, enrol, grow, typo
 from bench.report import Figure, record
 from bench.services import SECRET, Service, bench_database, free_port, profiled
 from shared.auth import Role, mint_token
@@ -57,27 +57,6 @@ COLUMNS = [
     "expected_close",
     "external_id",
 ]
-
-
-def enrol(tiering: Service, count: int) -> list[uuid.UUID]:
-    admin = {"Authorization": f"Bearer {mint_token(SECRET, Role.ADMIN, subject='bench')}"}
-    partners = []
-    with httpx.Client(base_url=tiering.url, headers=admin, timeout=60) as client:
-        for n in range(count):
-            response = client.post(
-                "/v1/partners",
-                json={
-                    "legal_name": f"Bench Importer {n}",
-                    "home_country": "US",
-                    "regions": ["NA"],
-                    "motions": ["sell"],
-                    "function": "sales",
-                    "category": "solution_reseller",
-                },
-            )
-            response.raise_for_status()
-            partners.append(uuid.UUID(response.json()["partner_id"]))
-    return partners
 
 
 def rows(

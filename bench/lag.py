@@ -52,10 +52,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psycopg
 
-from bench.registration_latency import company
+from bench.registration_latency import company, enrol
 from bench.report import Figure, record
 from bench.services import SECRET, Service, bench_database, free_port
 from shared.auth import Role, mint_token
@@ -276,23 +275,7 @@ def run(
             tiering.start()
             registration.start()
             commissions.start()
-            admin = {"Authorization": f"Bearer {mint_token(SECRET, Role.ADMIN, subject='b')}"}
-            partner_ids = [
-                httpx.post(
-                    f"{tiering.url}/v1/partners",
-                    json={
-                        "legal_name": f"Lag Partner {n}",
-                        "home_country": "US",
-                        "regions": ["NA"],
-                        "motions": ["sell"],
-                        "function": "sales",
-                        "category": "solution_reseller",
-                    },
-                    headers=admin,
-                    timeout=60,
-                ).json()["partner_id"]
-                for n in range(partners)
-            ]
+            partner_ids = [str(partner) for partner in enrol(tiering, partners)]
             time.sleep(idle)
             at_rest = {s.name: rss(s.process.pid) for s in services if s.process}
             peaks = Peaks(services)

@@ -173,11 +173,12 @@ def request(
 
 def enrol(tiering: Service, count: int = PARTNERS) -> list[uuid.UUID]:
     """``count`` partners, enrolled through the tiering service."""
-    admin = mint_token(SECRET, Role.ADMIN, subject="bench")
-    return [
-        uuid.UUID(
-            httpx.post(
-                f"{tiering.url}/v1/partners",
+    admin = {"Authorization": f"Bearer {mint_token(SECRET, Role.ADMIN, subject='bench')}"}
+    partners = []
+    with httpx.Client(base_url=tiering.url, headers=admin, timeout=60) as client:
+        for n in range(count):
+            response = client.post(
+                "/v1/partners",
                 json={
                     "legal_name": f"Bench Partner {n}",
                     "home_country": "US",
@@ -186,11 +187,10 @@ def enrol(tiering: Service, count: int = PARTNERS) -> list[uuid.UUID]:
                     "function": "sales",
                     "category": "solution_reseller",
                 },
-                headers={"Authorization": f"Bearer {admin}"},
-            ).json()["partner_id"]
-        )
-        for n in range(count)
-    ]
+            )
+            response.raise_for_status()
+            partners.append(uuid.UUID(response.json()["partner_id"]))
+    return partners
 
 
 def measure(
