@@ -28,6 +28,7 @@ from services.registration.projections import (
     ContractsView,
     DealsView,
     RegistrationIndex,
+    _array,
 )
 
 _INCUMBENTS_SQL = (
@@ -83,7 +84,7 @@ class BatchLookups:
                     {
                         "product_line": product_line,
                         "key": identity.key,
-                        "keys": "{" + ",".join(map(str, sorted(keys))) + "}",
+                        "keys": _array(sorted(keys)),
                         "budget": self.deals.probe_budget,
                     },
                 )
