@@ -21,6 +21,7 @@ from shared.contracts import (
     ContractCancelled,
     ContractRenewed,
     ContractSigned,
+    PartnerEnrolled,
     PolicyAdopted,
     PublishedEvent,
     TierChanged,
@@ -32,7 +33,8 @@ FOLLOWS_REGISTRATION: list[type[PublishedEvent]] = [
     ContractRenewed,
     ContractCancelled,
 ]
-FOLLOWS_TIERING: list[type[PublishedEvent]] = [TierChanged, PolicyAdopted]
+FOLLOWS_TIERING: list[type[PublishedEvent]] = [TierChanged, PolicyAdopted, PartnerEnrolled]
+"""``PartnerEnrolled``: the partner's function (an influencer's contracts earn nothing)."""
 
 
 class Schedule(Protocol):

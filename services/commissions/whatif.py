@@ -34,6 +34,7 @@ from shared.contracts import (
     ContractCancelled,
     ContractRenewed,
     ContractSigned,
+    PartnerEnrolled,
     PolicyAdopted,
     PublishedEvent,
     PublishedLanguage,
@@ -56,7 +57,7 @@ from shared.whatif import (
 REGISTRATION = PublishedLanguage(
     "registration", [ContractSigned, ContractRenewed, ContractCancelled]
 )
-TIERING = PublishedLanguage("tiering", [TierChanged, PolicyAdopted])
+TIERING = PublishedLanguage("tiering", [TierChanged, PolicyAdopted, PartnerEnrolled])
 OWN_INPUTS = [
     get_topic(Account.PremiumAssociateElected),  # type: ignore[attr-defined]
     get_topic(Account.PremiumAssociateWithdrawn),  # type: ignore[attr-defined]
@@ -324,7 +325,8 @@ class CommissionsWhatIf:
             *self._own(),
         ]
         tiering = self._published(self.tiering, TIERING, through.tiering)
-        versions = [r for r in tiering if isinstance(r.event, PolicyAdopted)]
+        # the draft's tiers are its own; the versions and the partners' functions are tiering's
+        versions = [r for r in tiering if isinstance(r.event, PolicyAdopted | PartnerEnrolled)]
         drafted = [Recorded(c.occurred_at, c.log, c.position, c) for c in tier_changes]
         baseline, replayed = Replay(), Replay(draft)
         for recorded in in_recorded_order(common, tiering):

@@ -50,6 +50,24 @@ class Account(Aggregate):
         self.locks: dict[str, RateLock] = {}
         self.referrals: dict[UUID, date] = {}
         self.elections: list[Election] = []
+        self.function: str | None = None
+        self.category: str | None = None
+
+    # --- membership -------------------------------------------------------------------
+    @property
+    def influencer(self) -> bool:
+        """Influencers earn nothing (DOMAIN.md): their contracts are recorded, with no line."""
+        return self.function == "influencer"
+
+    def enrol(self, *, function: str, category: str, caused_by: str) -> None:
+        """The partner's function and category, as tiering enrolled it (they never change)."""
+        if self.function is None:
+            self.enrolled(function=function, category=category, caused_by=caused_by)
+
+    @event("Enrolled")
+    def enrolled(self, function: str, category: str, caused_by: str) -> None:
+        self.function = function
+        self.category = category
 
     # --- resale margin ----------------------------------------------------------------
     def lock_rate(

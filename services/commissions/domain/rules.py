@@ -30,6 +30,7 @@ from shared.contracts import (
     ContractCancelled,
     ContractRenewed,
     ContractSigned,
+    PartnerEnrolled,
     PolicyAdopted,
     PublishedEvent,
     TierChanged,
@@ -131,6 +132,10 @@ class CommissionRules:
             self.tier_changed(event)
         elif isinstance(event, PolicyAdopted):
             self.policy_adopted(event)
+        elif isinstance(event, PartnerEnrolled):
+            self.account(event.partner_id).enrol(
+                function=event.function, category=event.category, caused_by=_ref(event)
+            )
 
     # --- what tiering publishes ---------------------------------------------------------
     def policy_adopted(self, event: PolicyAdopted) -> None:
@@ -161,7 +166,10 @@ class CommissionRules:
         rates = policy.commissions
         account = self.account(event.partner_id)
         motion = event.motion or "sell"
-        if motion == "refer":
+        if account.influencer:  # recorded (the vendor's revenue), but influencers earn nothing
+            earning: Earning | None = None
+            one_time: list[tuple[str, Decimal, str]] = []
+        elif motion == "refer":
             earning, one_time = self._referral(event, account, rates)
         else:
             earning = self._resale(event, account, rates, entry_tier=policy.entry_tier("sell"))
