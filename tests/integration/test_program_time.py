@@ -302,7 +302,7 @@ def test_a_demoted_partner_is_not_promoted_again_by_a_small_contract_and_locks_f
     assert [(x["rate"], x["amount"]["amount"]) for x in small_margin] == [("0.05", "10.00")]
     account = clients.commissions.get(f"/v1/partners/{partner}/account", headers=ADMIN).json()
     locked = {r["customer_key"]: (r["tier"], r["rate"]) for r in account["locked_rates"]}
-    assert locked[COMPANIES[2][1]] == ("registered", "0.05")
+    assert locked[f"domain:{COMPANIES[2][1]}"] == ("registered", "0.05")
 
 
 ELECTED_REFERRALS = [("1201.50", "36.04"), ("2000.00", "60.00")]
