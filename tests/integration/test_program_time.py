@@ -394,20 +394,25 @@ def test_an_influencers_contract_is_recorded_and_earns_nothing(clients: Clients)
     influencer = clients.enrol(
         legal_name="State University", function="influencer", category="academia", motions=[]
     )
+    analyst = clients.enrol(
+        legal_name="Analyst Firm", function="influencer", category="industry_analyst"
+    )  # with a sell addendum, even
     seller = clients.enrol()
-    refused = clients.registration.post(
-        "/v1/registrations",
-        json={
-            "partner_id": influencer,
-            "customer": {"name": "Globex", "country": "US", "domain": "globex.com"},
-            "product_line": "cloud",
-            "motion": "refer",
-            "estimated_value": {"amount": "12000.00", "currency": "USD"},
-            "expected_close": day("2027-03-31").isoformat(),
-        },
-        headers=CRM,
-    )
-    assert refused.status_code == 422, refused.text  # influencers cannot register deals
+    for partner, motion in ((influencer, "refer"), (analyst, "sell"), (analyst, "refer")):
+        refused = clients.registration.post(
+            "/v1/registrations",
+            json={
+                "partner_id": partner,
+                "customer": {"name": "Globex", "country": "US", "domain": "globex.com"},
+                "product_line": "cloud",
+                "motion": motion,
+                "estimated_value": {"amount": "12000.00", "currency": "USD"},
+                "expected_close": day("2027-03-31").isoformat(),
+            },
+            headers=CRM,
+        )
+        assert refused.status_code == 422, refused.text  # influencers cannot register deals
+        assert "influencer" in refused.json()["detail"]
 
     influenced = sign(
         clients, partner=influencer, customer=0, mrr="1000.00", start=day("2026-12-02")
