@@ -77,9 +77,20 @@ class PartnerMembershipChanged(PublishedEvent):
     reason: str
 
 
+def _decided_in_no_known_order(state: dict[str, Any]) -> dict[str, Any]:
+    """v1 → v2 of ``TierChanged``: which registration events came before is not known."""
+    state.setdefault("registration_position", None)
+    return state
+
+
 class TierChanged(PublishedEvent):
+    """v2: ``registration_position``, how far tiering had read registration's log when it
+    decided (None in v1 events): the order of tiers and contracts, whatever the clocks say."""
+
     event_name = "TierChanged"
+    event_version = 2
     subject_field = "partner_id"
+    upcasters = {1: _decided_in_no_known_order}
 
     partner_id: UUID
     motion: str
@@ -88,6 +99,7 @@ class TierChanged(PublishedEvent):
     effective_on: date
     reason: str
     metrics: dict[str, Decimal]
+    registration_position: int | None
 
 
 class PolicyAdopted(PublishedEvent):
@@ -167,11 +179,14 @@ class DealRegistered(PublishedEvent):
     expected_close: date
     external_id: str | None
     status: str
+    submitted_at: datetime
+    """The program's present when it was submitted (auto-approved: approved on its day)."""
 
 
 class RegistrationApproved(PublishedEvent):
-    """A channel manager approved a registration after review (auto-approvals are in
-    ``DealRegistered`` with status ``approved``)."""
+    """A registration approved after submission: by a channel manager after review, or by the
+    rules when it is resubmitted (``by`` is ``auto``). Approved at once on submission, it is a
+    ``DealRegistered`` with status ``approved``."""
 
     event_name = "RegistrationApproved"
     subject_field = "registration_id"
@@ -181,16 +196,26 @@ class RegistrationApproved(PublishedEvent):
     customer_key: str
     product_line: str
     motion: str
+    by: str
     approved_on: date
     protected_until: date
 
 
+def _reported_when_recorded(state: dict[str, Any]) -> dict[str, Any]:
+    """v1 → v2: a report of v1 is dated by the instant it was recorded, as it was then."""
+    state.setdefault("reported_at", state["timestamp"])
+    return state
+
+
 class ContractSigned(PublishedEvent):
     """Closed-won. ``motion`` is that of the registration it wins (``refer``: the partner is the
-    referrer); ``poached`` marks a contract won from another partner's renewal window."""
+    referrer); ``poached`` marks a contract won from another partner's renewal window.
+    v2: ``reported_at``, the program's present when the CRM reported it."""
 
     event_name = "ContractSigned"
+    event_version = 2
     subject_field = "contract_id"
+    upcasters = {1: _reported_when_recorded}
 
     contract_id: UUID
     customer_key: str
@@ -202,6 +227,7 @@ class ContractSigned(PublishedEvent):
     mrr: Money
     one_time: Money | None
     external_id: str | None
+    reported_at: datetime
     motion: str | None = None
     poached: bool = False
     incumbent_partner_id: UUID | None = None
@@ -214,8 +240,18 @@ class ContractSigned(PublishedEvent):
         return first_year_value(self.mrr, self.term_months, self.one_time)
 
     @property
-    def booked_on(self) -> date:
-        return booked_on(self.start_date, self.occurred_at)
+    def reported_on(self) -> date:
+        return self.reported_at.date()
+
+    @property
+    def won_on(self) -> date:
+        """The day its one-time fees are earned: its signature, or its start if reported late."""
+        return min(self.start_date, self.reported_on)
+
+    @property
+    def known_on(self) -> date:
+        """The first day a tier may move for it: reported, and started (never back-dated)."""
+        return max(self.start_date, self.reported_on)
 
 
 def first_year_value(mrr: Money, term_months: int, one_time: Money | None) -> Money:
@@ -226,14 +262,13 @@ def first_year_value(mrr: Money, term_months: int, one_time: Money | None) -> Mo
     return Money(value, mrr.currency)
 
 
-def booked_on(start_date: date, occurred_at: datetime) -> date:
-    """A contract counts from its signature, or from its start when the CRM reports it late."""
-    return min(start_date, occurred_at.date())
-
-
 class ContractRenewed(PublishedEvent):
+    """v2: ``reported_at``, the program's present when the CRM reported it."""
+
     event_name = "ContractRenewed"
+    event_version = 2
     subject_field = "contract_id"
+    upcasters = {1: _reported_when_recorded}
 
     contract_id: UUID
     customer_key: str
@@ -243,19 +278,25 @@ class ContractRenewed(PublishedEvent):
     end_date: date
     mrr: Money
     external_id: str | None
+    reported_at: datetime
 
     @property
     def first_year_value(self) -> Money:
         return first_year_value(self.mrr, self.term_months, None)
 
     @property
-    def booked_on(self) -> date:
-        return booked_on(self.start_date, self.occurred_at)
+    def known_on(self) -> date:
+        """The first day a tier may move for the new term: reported, and started."""
+        return max(self.start_date, self.reported_at.date())
 
 
 class ContractCancelled(PublishedEvent):
+    """v2: ``reported_at``, the program's present when the CRM reported it."""
+
     event_name = "ContractCancelled"
+    event_version = 2
     subject_field = "contract_id"
+    upcasters = {1: _reported_when_recorded}
 
     contract_id: UUID
     customer_key: str
@@ -263,6 +304,7 @@ class ContractCancelled(PublishedEvent):
     start_date: date
     effective_on: date
     reason: str
+    reported_at: datetime
 
 
 class RenewalDue(PublishedEvent):
@@ -344,6 +386,8 @@ def publishes(**events: type[PublishedEvent]) -> Callable[[TAggregate], TAggrega
             event_class = getattr(aggregate_class, attribute)
             event_class.TOPIC = contract.event_name
             event_class.class_version = contract.event_version
+            for version, upcaster in contract.upcasters.items():
+                setattr(event_class, f"upcast_v{version}_v{version + 1}", staticmethod(upcaster))
             register_topic(contract.event_name, event_class)
         return aggregate_class
 

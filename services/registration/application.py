@@ -515,7 +515,9 @@ class RegistrationApplication(ServiceApplication):
         return self._close(registration_id, lambda r: r.lose(by=by, on=on, reason=reason), "lost")
 
     # --- contracts and direct deals ------------------------------------------------------
-    def sign_contract(self, new: NewContract) -> Contract:
+    def sign_contract(self, new: NewContract, reported_at: datetime) -> Contract:
+        """``reported_at``: the program's present when the CRM reports the contract."""
+
         def attempt() -> Contract:
             self._refuse_taken("contract", new.external_id)
             changed: list[Aggregate] = []
@@ -554,6 +556,7 @@ class RegistrationApplication(ServiceApplication):
                 mrr=new.mrr,
                 one_time=new.one_time,
                 external_id=new.external_id,
+                reported_at=reported_at,
                 incumbent_partner_id=incumbent or None,
             )
             changed.append(contract)
@@ -576,16 +579,26 @@ class RegistrationApplication(ServiceApplication):
         return contract.partner_id if contract else None
 
     def renew_contract(
-        self, contract_id: UUID, *, term_months: int, mrr: Money | None, external_id: str | None
+        self,
+        contract_id: UUID,
+        *,
+        term_months: int,
+        mrr: Money | None,
+        external_id: str | None,
+        reported_at: datetime,
     ) -> Contract:
         contract = self.contract(contract_id)
-        contract.renew(term_months=term_months, mrr=mrr, external_id=external_id)
+        contract.renew(
+            term_months=term_months, mrr=mrr, external_id=external_id, reported_at=reported_at
+        )
         self.save(contract)
         return contract
 
-    def cancel_contract(self, contract_id: UUID, *, effective_on: date, reason: str) -> Contract:
+    def cancel_contract(
+        self, contract_id: UUID, *, effective_on: date, reason: str, reported_at: datetime
+    ) -> Contract:
         contract = self.contract(contract_id)
-        contract.cancel(effective_on=effective_on, reason=reason)
+        contract.cancel(effective_on=effective_on, reason=reason, reported_at=reported_at)
         self.save(contract)
         return contract
 
@@ -739,8 +752,8 @@ class Importer:
                         )
         return outcomes
 
-    def contracts(self, rows: Sequence[tuple[int, NewContract]]) -> list[RowOutcome]:
-        return [self._one(line, partial(self.app.sign_contract, new)) for line, new in rows]
+    def contracts(self, rows: Sequence[tuple[int, NewContract]], now: datetime) -> list[RowOutcome]:
+        return [self._one(line, partial(self.app.sign_contract, new, now)) for line, new in rows]
 
     def _one(self, line: int, record: Callable[[], Aggregate]) -> RowOutcome:
         try:

@@ -16,10 +16,12 @@ from eventsourcing.projection import EventSourcedProjection
 
 from services.tiering.domain.partners import Partner, Standing, renewal_booking_id
 from services.tiering.domain.program import Program
+from shared.clock import Clock
 from shared.contracts import (
     ContractCancelled,
     ContractRenewed,
     ContractSigned,
+    DealRegistered,
     PublishedEvent,
     RegistrationApproved,
 )
@@ -29,6 +31,7 @@ from shared.policy import PolicyVersion, ProgramPolicy
 log = logging.getLogger(__name__)
 
 FOLLOWS: list[type[PublishedEvent]] = [
+    DealRegistered,
     RegistrationApproved,
     ContractSigned,
     ContractRenewed,
@@ -44,6 +47,11 @@ class Members(Protocol):
     def ids(self) -> Sequence[UUID]: ...
 
     def last_registered(self, partner_id: UUID) -> date | None: ...
+
+    def terms_starting(self, after: date, until: date) -> Sequence[tuple[date, UUID]]:
+        """Partners with a contract term reported before it starts, starting in (after,
+        until], by day: on that day it starts to count."""
+        ...
 
 
 class Register(Protocol):
@@ -68,6 +76,14 @@ class TieringApplication(ServiceApplication, EventSourcedProjection[UUID]):
     # --- reading ----------------------------------------------------------------------
     def partner(self, partner_id: UUID) -> Partner:
         return self.get(partner_id, Partner)
+
+    def clock_day(self) -> date | None:
+        """The day tiering's clock was last run to (not the wall clock's)."""
+        try:
+            clock: Clock = self.repository.get(Clock.create_id(self.name))
+        except AggregateNotFoundError:
+            return None
+        return clock.now.date() if clock.now else None
 
     def program(self) -> Program:
         """The program; before any policy change or rate, DOMAIN.md's defaults (not saved)."""
@@ -182,21 +198,28 @@ class TieringApplication(ServiceApplication, EventSourcedProjection[UUID]):
                 "%s for partner %s, who is not a member", type(domain_event).__name__, partner_id
             )
             return
-        if not self._note(partner, domain_event):
+        reported = reported_on(domain_event)
+        if reported is None or not self._note(partner, domain_event):
             return
-        day = domain_event.occurred_at.date()
+        # Metrics as they stand on the day the fact became known: a late report promotes as of
+        # then, never before; a term that starts later counts from its start (the clock's).
+        # Known here no earlier than tiering's own clock stands (it may run ahead).
+        day = max(reported, self.clock_day() or reported)
         program = self.program()
         partner.promote_where_reached(program.policy_on(day), day, program.convert)
         processing_event.collect_events(partner)
 
     @staticmethod
     def _note(partner: Partner, event: Any) -> bool:
+        position: int = event.position
         if isinstance(event, ContractSigned):
             return partner.book(
                 contract_id=event.contract_id,
                 motion=event.motion or "sell",
-                booked_on=event.booked_on,
+                booked_on=event.start_date,
+                ends_on=event.end_date,
                 first_year_value=event.first_year_value,
+                registration_position=position,
             )
         if isinstance(event, ContractRenewed):
             signed = partner.booking_of(event.contract_id)
@@ -206,18 +229,64 @@ class TieringApplication(ServiceApplication, EventSourcedProjection[UUID]):
                 booking_id=renewal_booking_id(event.contract_id, event.start_date),
                 contract_id=event.contract_id,
                 motion="sell",
-                booked_on=event.booked_on,
+                booked_on=event.start_date,
+                ends_on=event.end_date,
                 first_year_value=event.first_year_value,
+                registration_position=position,
             )
         if isinstance(event, ContractCancelled):
-            return partner.cancel_booking(contract_id=event.contract_id, on=event.effective_on)
+            return partner.cancel_booking(
+                contract_id=event.contract_id,
+                on=event.effective_on,
+                registration_position=position,
+            )
         if isinstance(event, RegistrationApproved):
             return partner.count_approval(
                 registration_id=event.registration_id,
                 motion=event.motion,
                 approved_on=event.approved_on,
+                registration_position=position,
+            )
+        if isinstance(event, DealRegistered) and event.status == "approved":
+            return partner.count_approval(
+                registration_id=event.registration_id,
+                motion=event.motion,
+                approved_on=event.submitted_at.date(),
+                registration_position=position,
             )
         return False
+
+
+def reported_on(event: Any) -> date | None:
+    """The program day on which registration learnt a fact (the day a tier may move for it)."""
+    if isinstance(event, ContractSigned | ContractRenewed | ContractCancelled):
+        return event.reported_at.date()
+    if isinstance(event, RegistrationApproved):
+        return event.approved_on
+    if isinstance(event, DealRegistered):
+        return event.submitted_at.date()
+    return None
+
+
+class TermsStart:
+    """A contract term reported before its start counts from its start: whoever it promotes
+    is promoted that day."""
+
+    def __init__(self, app: Register) -> None:
+        self.app = app
+
+    def __call__(self, since: datetime | None, until: datetime) -> Sequence[Aggregate]:
+        if since is None or since.date() >= until.date():
+            return []
+        program = self.app.program()
+        changed: dict[UUID, Aggregate] = {}
+        for day, partner_id in self.app.members.terms_starting(since.date(), until.date()):
+            partner = self.app.partner(partner_id)
+            before = len(partner.pending_events)
+            partner.promote_where_reached(program.policy_on(day), day, program.convert)
+            if len(partner.pending_events) > before:
+                changed[partner_id] = partner
+        return list(changed.values())
 
 
 class QuarterlyReview:
@@ -283,7 +352,7 @@ class ProgramCalendar:
     def __call__(self, since: datetime | None, until: datetime) -> Sequence[Aggregate]:
         run = _LoadedOnce(self.app)
         changed: dict[UUID, Aggregate] = {}
-        for job in (PolicyTakesEffect(run), QuarterlyReview(run)):
+        for job in (PolicyTakesEffect(run), TermsStart(run), QuarterlyReview(run)):
             changed.update((aggregate.id, aggregate) for aggregate in job(since, until))
         return list(changed.values())
 

@@ -11,7 +11,7 @@ from uuid import UUID
 from psycopg.types.json import Jsonb
 
 from services.tiering.domain.partners import Partner
-from shared.contracts import DealRegistered
+from shared.contracts import ContractRenewed, ContractSigned, DealRegistered
 from shared.projections import Statements, View, on
 
 
@@ -164,17 +164,21 @@ class MembersView(View):
 
 
 class ActivityView(View):
-    """Each registration a partner made, as registration published it: how active a partner is,
-    now or as of any earlier instant."""
+    """Each registration a partner made, as registration published it (how active a partner
+    is, now or as of any earlier program instant), and the contract terms reported before they
+    start (the days the clock must look at the partner again)."""
 
-    name = "tiering_activity_v2"
-    tables = ("tiering_registrations",)
+    name = "tiering_activity_v3"
+    tables = ("tiering_registrations", "tiering_terms_starting")
     create_sql = (
         "CREATE TABLE IF NOT EXISTS {schema}.tiering_registrations ("
         " partner_id uuid NOT NULL, registration_id uuid NOT NULL,"
         " registered_at timestamptz NOT NULL, PRIMARY KEY (partner_id, registration_id))",
         "CREATE INDEX IF NOT EXISTS tiering_registrations_by_time"
         " ON {schema}.tiering_registrations (partner_id, registered_at)",
+        "CREATE TABLE IF NOT EXISTS {schema}.tiering_terms_starting ("
+        " starts_on date NOT NULL, partner_id uuid NOT NULL,"
+        " PRIMARY KEY (starts_on, partner_id))",
     )
 
     @on(DealRegistered)
@@ -184,8 +188,30 @@ class ActivityView(View):
                 "INSERT INTO {schema}.tiering_registrations VALUES (%s, %s, %s)"
                 " ON CONFLICT DO NOTHING"
             ),
-            (event.partner_id, event.registration_id, event.occurred_at),
+            (event.partner_id, event.registration_id, event.submitted_at),
         )
+
+    @on(ContractSigned, ContractRenewed)
+    def _term_reported(self, curs: Statements, event: ContractSigned | ContractRenewed) -> None:
+        if event.partner_id is None or event.start_date <= event.reported_at.date():
+            return
+        curs.execute(
+            self.statement(
+                "INSERT INTO {schema}.tiering_terms_starting VALUES (%s, %s) ON CONFLICT DO NOTHING"
+            ),
+            (event.start_date, event.partner_id),
+        )
+
+    def terms_starting(self, after: date, until: date) -> Sequence[tuple[date, UUID]]:
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(
+                self.statement(
+                    "SELECT starts_on, partner_id FROM {schema}.tiering_terms_starting"
+                    " WHERE starts_on > %s AND starts_on <= %s ORDER BY starts_on, partner_id"
+                ),
+                (after, until),
+            )
+            return [(row["starts_on"], row["partner_id"]) for row in curs.fetchall()]
 
     def last_registered(self, partner_id: UUID) -> date | None:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
@@ -212,3 +238,6 @@ class MemberRegister:
 
     def last_registered(self, partner_id: UUID) -> date | None:
         return self.activity.last_registered(partner_id)
+
+    def terms_starting(self, after: date, until: date) -> Sequence[tuple[date, UUID]]:
+        return self.activity.terms_starting(after, until)

@@ -16,7 +16,7 @@ from services.tiering.application import (
 from services.tiering.projections import ActivityView, MemberRegister, MembersView
 from shared.audit.index import audit_trail
 from shared.clock import ServiceClock, utc_now
-from shared.contracts import DealRegistered
+from shared.contracts import ContractRenewed, ContractSigned, DealRegistered
 from shared.runtime import ServiceRuntime, open_database, own_log, published_log
 from shared.settings import ServiceSettings
 from shared.subscriptions import DecidingTarget, Follower
@@ -36,7 +36,9 @@ def build_runtime(
     activity = ActivityView.open(url, schema=schema)
     register = MemberRegister(members, activity)
     app = TieringApplication(url, members=register, schema=schema)
-    registrations = published_log(url, "registration", [DealRegistered], schema=schema)
+    registrations = published_log(
+        url, "registration", [DealRegistered, ContractSigned, ContractRenewed], schema=schema
+    )
     registration_facts = published_log(url, "registration", FOLLOWS, schema=schema)
     follows_members = Follower(own_log(app, MembersView), members, url)
     follows_activity = Follower(registrations, activity, url)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-from bisect import bisect_right, insort
+from bisect import insort
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +32,7 @@ from services.tiering.application import (
     Members,
     PolicyTakesEffect,
     QuarterlyReview,
+    TermsStart,
     TieringApplication,
 )
 from services.tiering.domain.partners import Partner, renewal_booking_id
@@ -101,49 +102,63 @@ def _payload(event: Any) -> dict[str, Any]:
 
 @dataclass
 class RegistrationHistory:
-    """What the replay needs of registration's log: when each event that a partner's stream
-    booked was published (the follower promoted on that day), and when each partner registered
-    deals (the activity a quarterly review reads)."""
+    """What the replay needs of registration's log: the program day on which registration
+    learnt each fact that a partner's stream booked (the follower promoted on that day), the
+    terms reported before they start, and when each partner registered deals (the activity a
+    quarterly review reads)."""
 
-    signed: dict[UUID, datetime] = field(default_factory=dict)
-    renewed: dict[UUID, datetime] = field(default_factory=dict)
+    signed: dict[UUID, date] = field(default_factory=dict)
+    renewed: dict[UUID, date] = field(default_factory=dict)
     """By the renewal's booking id."""
-    cancelled: dict[UUID, datetime] = field(default_factory=dict)
-    approved: dict[UUID, datetime] = field(default_factory=dict)
-    registered: dict[UUID, list[datetime]] = field(default_factory=dict)
+    cancelled: dict[UUID, date] = field(default_factory=dict)
+    approved: dict[UUID, date] = field(default_factory=dict)
+    registered: dict[UUID, list[tuple[datetime, date]]] = field(default_factory=dict)
+    """By partner: when each registration was recorded, and its program day."""
+    starting: list[tuple[date, UUID]] = field(default_factory=list)
 
     def take(self, event: PublishedEvent) -> None:
         if isinstance(event, DealRegistered):
-            insort(self.registered.setdefault(event.partner_id, []), event.occurred_at)
+            submitted = event.submitted_at.date()
+            insort(self.registered.setdefault(event.partner_id, []), (event.occurred_at, submitted))
+            if event.status == "approved":
+                self.approved.setdefault(event.registration_id, submitted)
         elif isinstance(event, ContractSigned):
-            self.signed.setdefault(event.contract_id, event.occurred_at)
+            self.signed.setdefault(event.contract_id, event.reported_on)
+            self._starting(event)
         elif isinstance(event, ContractRenewed):
             booking = renewal_booking_id(event.contract_id, event.start_date)
-            self.renewed.setdefault(booking, event.occurred_at)
+            self.renewed.setdefault(booking, event.reported_at.date())
+            self._starting(event)
         elif isinstance(event, ContractCancelled):
-            self.cancelled.setdefault(event.contract_id, event.occurred_at)
+            self.cancelled.setdefault(event.contract_id, event.reported_at.date())
         elif isinstance(event, RegistrationApproved):
-            self.approved.setdefault(event.registration_id, event.occurred_at)
+            self.approved.setdefault(event.registration_id, event.approved_on)
+
+    def _starting(self, event: ContractSigned | ContractRenewed) -> None:
+        if event.partner_id is not None and event.start_date > event.reported_at.date():
+            insort(self.starting, (event.start_date, event.partner_id))
 
     def published_on(self, fact: Any, partner: Partner) -> date | None:
-        """The day registration published what a booked fact records."""
+        """The program day on which registration learnt what a booked fact records."""
         kind = type(fact).__name__
-        found: datetime | None = None
         if kind == "ContractBooked":
             renewal = fact.booking_id != fact.contract_id
-            found = (self.renewed if renewal else self.signed).get(fact.booking_id)
-        elif kind == "BookingCancelled":
+            return (self.renewed if renewal else self.signed).get(fact.booking_id)
+        if kind == "BookingCancelled":
             booking = partner.facts.bookings.get(fact.booking_id)
-            found = self.cancelled.get(booking.contract_id) if booking else None
-        elif kind == "RegistrationApprovalCounted":
-            found = self.approved.get(fact.registration_id)
-        return found.date() if found else None
+            return self.cancelled.get(booking.contract_id) if booking else None
+        if kind == "RegistrationApprovalCounted":
+            return self.approved.get(fact.registration_id)
+        return None
 
     def last_registered(self, partner_id: UUID, as_of: datetime) -> date | None:
         """The last registration recorded by an instant (as the activity view had it then)."""
-        instants = self.registered.get(partner_id, [])
-        index = bisect_right(instants, as_of)
-        return instants[index - 1].date() if index else None
+        recorded = self.registered.get(partner_id, [])
+        known = [day for at, day in recorded if at <= as_of]
+        return max(known, default=None)
+
+    def terms_starting(self, after: date, until: date) -> list[tuple[date, UUID]]:
+        return sorted({(day, p) for day, p in self.starting if after < day <= until})
 
 
 @dataclass(frozen=True)
@@ -158,6 +173,7 @@ class DecidedTierChange:
     effective_on: date
     reason: str
     metrics: dict[str, Decimal]
+    registration_position: int | None
     recorded_at: datetime
     position: int
     stream_version: int
@@ -180,6 +196,7 @@ class DecidedTierChange:
             effective_on=self.effective_on,
             reason=self.reason,
             metrics=self.metrics,
+            registration_position=self.registration_position,
         )
 
 
@@ -204,7 +221,11 @@ class Replay:
         if draft is not None and draft.effective_on is not None:
             self._draft_day = datetime.combine(draft.effective_on, time(0), UTC)
         self._policy_takes_effect = PolicyTakesEffect(self)
-        self._clock_jobs: list[ClockJob] = [self._policy_takes_effect, QuarterlyReview(self)]
+        self._clock_jobs: list[ClockJob] = [
+            self._policy_takes_effect,
+            TermsStart(self),
+            QuarterlyReview(self),
+        ]
 
     # --- the register the clock's jobs read ----------------------------------------------
     @property
@@ -216,6 +237,9 @@ class Replay:
 
     def last_registered(self, partner_id: UUID) -> date | None:
         return self.registration.last_registered(partner_id, self.recorded_at)
+
+    def terms_starting(self, after: date, until: date) -> Sequence[tuple[date, UUID]]:
+        return self.registration.terms_starting(after, until)
 
     def partner(self, partner_id: UUID) -> Partner:
         return self.partners[partner_id]
@@ -306,7 +330,8 @@ class Replay:
             return []  # taken again: after the facts below, and by the clock
         day = self.today
         if kind in BOOKED_FROM_REGISTRATION:
-            day = self.registration.published_on(event, partner) or event.timestamp.date()
+            reported = self.registration.published_on(event, partner) or event.timestamp.date()
+            day = max(reported, self.clock_at.date() if self.clock_at else reported)
         getattr(partner, RECORDED_BY[kind])(**_payload(event))
         if kind == "TierChanged" and event.reason == "enrolled":
             return [partner]
@@ -332,6 +357,7 @@ class Replay:
                             effective_on=decided.effective_on,
                             reason=decided.reason,
                             metrics=decided.metrics,
+                            registration_position=decided.registration_position,
                             recorded_at=self.recorded_at,
                             position=position,
                             stream_version=decided.originator_version,

@@ -115,6 +115,7 @@ def test_rebuild_beside_the_live_projection_is_identical(runtime: ServiceRuntime
         "tiering_partner_tiers",
         "tiering_tier_changes",
         "tiering_registrations",
+        "tiering_terms_starting",
         "tiering_webhook_endpoints",
         "tiering_webhook_messages",
         "tiering_audit_index",

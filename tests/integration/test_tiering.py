@@ -364,34 +364,33 @@ def test_addenda_and_offboarding_reach_registration(clients: Clients) -> None:
 def test_demotion_after_a_full_quarter_below_and_non_performers_at_reviews(
     clients: Clients,
 ) -> None:
-    run_tiering_clock(clients, "2026-12-01T00:00:00Z")
+    for service in (clients.registration, clients.tiering, clients.commissions):
+        ran = service.post("/v1/admin/clock", json={"until": "2030-12-01T00:00:00Z"}, headers=ADMIN)
+        assert ran.status_code == 200, ran.text
     seller, idle = clients.enrol(), clients.enrol(legal_name="Idle Ltd")
     registered = clients.registration.post(
         "/v1/registrations", json=registration_body(seller), headers=CRM
     )
-    sign(clients, registered.json()["registration_id"], "3000.00", "2026-12-01")  # 36,000
+    sign(clients, registered.json()["registration_id"], "3000.00", "2030-12-01")  # 36,000
     eventually(lambda: standing(clients, seller)["tiers"]["sell"] == "certified")
 
-    run_tiering_clock(clients, "2027-10-01T00:00:00Z")  # reviews of 2027-01, -04, -07, -10
-    assert standing(clients, seller)["tiers"]["sell"] == "certified"
-    assert eventually(
-        lambda: (
-            [
-                p["partner_id"]
-                for p in clients.tiering.get("/v1/tiers/non-performers", headers=ADMIN).json()[
-                    "non_performers"
-                ]
-            ]
-            == [idle]
-        )
-    )
+    def non_performers() -> set[str]:
+        found = clients.tiering.get("/v1/tiers/non-performers", headers=ADMIN).json()
+        return {p["partner_id"] for p in found["non_performers"]}
 
-    run_tiering_clock(clients, "2028-01-01T00:00:00Z")  # the contract left the window: grace
+    run_tiering_clock(clients, "2031-10-01T00:00:00Z")  # reviews of 2031-01, -04, -07, -10
+    assert standing(clients, seller)["tiers"]["sell"] == "certified"
+    assert non_performers() == set()  # nobody a member for 12 months yet
+
+    run_tiering_clock(clients, "2032-01-01T00:00:00Z")  # the contract left the window: grace
     held = standing(clients, seller)
     assert held["tiers"]["sell"] == "certified"
     assert motion(held, "sell")["reached"] == "registered"
+    # A member for 12 months with no registration and no revenue in the window; the seller's
+    # customer paid until 2031-11-30.
+    assert non_performers() == {idle}
 
-    run_tiering_clock(clients, "2028-04-01T00:00:00Z")  # still below: demoted
+    run_tiering_clock(clients, "2032-04-01T00:00:00Z")  # still below: demoted
     demoted = standing(clients, seller)
     assert demoted["tiers"]["sell"] == "registered"
 

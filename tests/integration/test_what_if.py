@@ -49,8 +49,10 @@ def today() -> date:
     return datetime.now(UTC).date()
 
 
-def first_of_next_month() -> date:
-    return (today() + relativedelta(months=1)).replace(day=1)
+def first_of_this_month() -> date:
+    """Contracts start on it: started by the day they are reported, they count at once (one
+    that starts later counts from its start, when tiering's clock gets there)."""
+    return today().replace(day=1)
 
 
 def next_quarter_start(day: date) -> date:
@@ -156,7 +158,7 @@ def enrol_sellers(clients: Clients) -> dict[str, str]:
     """Partners with sell bookings of different sizes, under the default policy (certified from
     25,000 of first-year value, premier from 100,000 in two regions). Alpha, promoted by its
     first contract, signs a second one as a certified partner."""
-    start = first_of_next_month()
+    start = first_of_this_month()
     partners = {
         "Alpha": clients.enrol(legal_name="Alpha"),
         "Bravo": clients.enrol(legal_name="Bravo"),
@@ -240,14 +242,16 @@ def asked_over_http(wired: Clients) -> tuple[dict[str, Any], str]:
 
     # Alpha's second customer earns 5% of 1,000.00 a month under the draft, not 10%; its first
     # was signed while registered (5% either way).
-    start = first_of_next_month()
+    start = first_of_this_month()
     months = [(start + relativedelta(months=n)).strftime("%Y-%m") for n in range(3)]
     statements = listed["Alpha"]["statements"]
     assert [(s["period"], s["currency"]) for s in statements] == [(m, "USD") for m in months]
-    for statement in statements:
+    bonuses = Decimal("2100.00")  # 5% of 30,000 and of 12,000, in the month they start
+    for n, statement in enumerate(statements):
+        first = bonuses if n == 0 else 0
         assert (statement["baseline"], statement["draft"], statement["difference"]) == (
-            "225.00",
-            "175.00",
+            f"{Decimal('225.00') + first:.2f}",
+            f"{Decimal('175.00') + first:.2f}",
             "-50.00",
         )
         (line,) = statement["lines"]
@@ -321,7 +325,7 @@ def test_the_baseline_reproduces_the_live_history_and_nothing_is_written(
     clock ran ahead, by referrals), quarterly reviews with a demotion, renewals, a premium
     associate's election, closed months: the replay under the live versions decides all of it
     again, and the same way. A what-if writes nothing."""
-    clients, start = wired, first_of_next_month()
+    clients, start = wired, first_of_this_month()
     quarter = next_quarter_start(today())
     alpha = clients.enrol(legal_name="Alpha")
     golf = clients.enrol(legal_name="Golf")

@@ -55,9 +55,11 @@ class Books:
 
     # --- what the other services publish ------------------------------------------------
     def tier(self, partner_id: UUID, tier: str, on: date, motion: str = "sell") -> None:
+        decided_after = self.position  # every event so far, registration's included
         self.decide(
             TierChanged(
                 **self._next("tiering", at(on, 9)),
+                registration_position=decided_after,
                 partner_id=partner_id,
                 motion=motion,
                 previous_tier=None,
@@ -100,6 +102,7 @@ class Books:
         self.decide(
             ContractSigned(
                 **self._next("registration", at(reported or start)),
+                reported_at=at(reported or start),
                 contract_id=contract_id,
                 customer_key=customer_key,
                 partner_id=partner_id,
@@ -121,6 +124,7 @@ class Books:
         self.decide(
             ContractRenewed(
                 **self._next("registration", at(start, 8)),
+                reported_at=at(start, 8),
                 contract_id=contract_id,
                 customer_key=contract.customer_key,
                 partner_id=contract.partner_id,
@@ -137,6 +141,7 @@ class Books:
         self.decide(
             ContractCancelled(
                 **self._next("registration", at(reported or effective_on, 15)),
+                reported_at=at(reported or effective_on, 15),
                 contract_id=contract_id,
                 customer_key=contract.customer_key,
                 partner_id=contract.partner_id,

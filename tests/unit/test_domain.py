@@ -1,4 +1,4 @@
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from uuid import uuid4
 
@@ -63,6 +63,7 @@ def test_renewal_due_is_raised_once_from_ninety_days_before_the_end() -> None:
         mrr=Money(Decimal(100), "USD"),
         one_time=None,
         external_id=None,
+        reported_at=datetime(2025, 12, 20, 9, tzinfo=UTC),
     )
     assert contract.renewal_due_on == date(2026, 10, 2)
     assert not contract.note_time(date(2026, 10, 1))
@@ -82,6 +83,7 @@ def test_a_contract_term_is_at_least_a_month() -> None:
             mrr=Money(Decimal(1), "USD"),
             one_time=None,
             external_id=None,
+            reported_at=datetime(2025, 12, 20, 9, tzinfo=UTC),
         )
 
 

@@ -101,6 +101,7 @@ def test_registration_publishes_deal_registered_contract_signed_and_renewal_due(
         mrr=Money(Decimal("100.00"), "USD"),
         one_time=None,
         external_id="opp-9",
+        reported_at=datetime(2026, 1, 3, 9, tzinfo=UTC),
     )
     contract.note_time(date(2026, 10, 2))
     language = PublishedLanguage("registration", [DealRegistered, ContractSigned, RenewalDue])
@@ -150,9 +151,9 @@ def test_every_contract_has_a_stable_name_version_and_json_schema() -> None:
     assert {
         "PartnerEnrolled.v1",
         "DealRegistered.v1",
-        "ContractSigned.v1",
+        "ContractSigned.v2",
         "RenewalDue.v1",
-        "TierChanged.v1",
+        "TierChanged.v2",
     } <= set(published)
     for schema in published.values():
         assert schema["type"] == "object"

@@ -161,12 +161,14 @@ def test_back_above_at_the_next_review_keeps_the_tier() -> None:
 
 
 def test_no_registration_and_no_revenue_in_the_window_is_flagged_inactive() -> None:
-    p = partner()
-    p.review(POLICY, date(2027, 4, 1), usd)
-    book(p, "100", date(2027, 5, 1))
-    p.review(POLICY, date(2027, 7, 1), usd)
+    p = partner()  # enrolled on 2027-01-01
+    for review_on in (date(2027, 4, 1), date(2027, 10, 1), date(2028, 1, 1), date(2028, 4, 1)):
+        p.review(POLICY, review_on, usd)
+    book(p, "100", date(2028, 5, 1))
+    p.review(POLICY, date(2028, 7, 1), usd)
     flagged = [e for e in p.collect_events() if type(e).__name__ == "FlaggedInactive"]
-    assert [e.review_on for e in flagged] == [date(2027, 4, 1)]  # type: ignore[attr-defined]
+    # Only once a member for 12 months (DOMAIN.md: "enrolled for at least 12 months").
+    assert [e.review_on for e in flagged] == [date(2028, 1, 1), date(2028, 4, 1)]  # type: ignore[attr-defined]
 
 
 def test_service_tiers_count_current_certifications_and_recent_projects() -> None:

@@ -79,7 +79,7 @@ def book(log: TieringLog, partner: Partner, value: str, signed_at: datetime) -> 
     """A contract registration published, booked by tiering's follower a moment later, with the
     promotion the live policy brought (a decision the replay drops and takes again)."""
     contract_id = uuid.uuid4()
-    log.registration.signed[contract_id] = signed_at
+    log.registration.signed[contract_id] = signed_at.date()
     partner.book(
         contract_id=contract_id,
         motion="sell",

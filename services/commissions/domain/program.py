@@ -67,7 +67,10 @@ class RateCard(Aggregate):
 @dataclass(frozen=True)
 class HeldTier:
     tier: str
-    since: datetime
+    effective_on: date | None
+    registration_position: int
+    """How far into registration's log tiering had read when it decided: the tier came after
+    the contracts up to there and before any later one."""
     caused_by: str
 
 
@@ -83,15 +86,46 @@ class PartnerTiers(Aggregate):
         self.partner_id = partner_id
         self.history: dict[str, list[HeldTier]] = {}
 
-    def record(self, *, motion: str, tier: str, since: datetime, caused_by: str) -> None:
-        self.tier_recorded(motion=motion, tier=tier, since=since, caused_by=caused_by)
+    def record(
+        self,
+        *,
+        motion: str,
+        tier: str,
+        effective_on: date,
+        registration_position: int,
+        caused_by: str,
+    ) -> None:
+        self.tier_recorded(
+            motion=motion,
+            tier=tier,
+            effective_on=effective_on,
+            registration_position=registration_position,
+            caused_by=caused_by,
+        )
 
     @event("TierRecorded")
-    def tier_recorded(self, motion: str, tier: str, since: datetime, caused_by: str) -> None:
-        self.history.setdefault(motion, []).append(HeldTier(tier, since, caused_by))
+    def tier_recorded(
+        self,
+        motion: str,
+        tier: str,
+        caused_by: str,
+        effective_on: date | None = None,
+        registration_position: int = 0,
+        since: datetime | None = None,
+    ) -> None:
+        # ``since`` (the instant tiering recorded it) is only in events recorded before the
+        # tiers were ordered by registration's log (decision 16).
+        self.history.setdefault(motion, []).append(
+            HeldTier(tier, effective_on, registration_position, caused_by)
+        )
 
-    def held_before(self, motion: str, instant: datetime) -> HeldTier | None:
-        """The tier held just before an instant (a contract's signature): a promotion that the
-        contract itself brings comes after it."""
-        held = [h for h in self.history.get(motion, []) if h.since < instant]
-        return max(held, key=lambda h: h.since) if held else None
+    def held_before(self, motion: str, registration_position: int) -> HeldTier | None:
+        """The tier held just before the contract at a position of registration's log: the
+        last one tiering decided before it took that contract in (a promotion the contract
+        itself brings comes after it; so does anything decided on a later contract)."""
+        held = [
+            h
+            for h in self.history.get(motion, [])
+            if h.registration_position < registration_position
+        ]
+        return held[-1] if held else None

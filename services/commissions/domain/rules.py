@@ -152,7 +152,11 @@ class CommissionRules:
         tiers = self._get(PartnerTiers.create_id(event.partner_id), PartnerTiers)
         tiers = tiers or self._add(PartnerTiers(event.partner_id))
         tiers.record(
-            motion=event.motion, tier=event.tier, since=event.occurred_at, caused_by=_ref(event)
+            motion=event.motion,
+            tier=event.tier,
+            effective_on=event.effective_on,
+            registration_position=event.registration_position or 0,
+            caused_by=_ref(event),
         )
 
     # --- what registration publishes ----------------------------------------------------
@@ -162,7 +166,7 @@ class CommissionRules:
             self._add(Customer(event.customer_key, event.contract_id, event.partner_id))
         if event.partner_id is None or self._get(event.contract_id, Contract) is not None:
             return  # the vendor's own contract earns no partner anything
-        policy = self.rate_card().policy_on(event.booked_on)
+        policy = self.rate_card().policy_on(event.won_on)
         rates = policy.commissions
         account = self.account(event.partner_id)
         motion = event.motion or "sell"
@@ -204,7 +208,7 @@ class CommissionRules:
                 rule=rule,
                 rate=rate,
                 base=event.first_year_value,
-                earned_in=period_of(event.booked_on),
+                earned_in=period_of(event.won_on),
                 explanation=explanation,
                 caused_by=(_ref(event),),
             )
@@ -216,7 +220,7 @@ class CommissionRules:
         lock = account.locks.get(event.customer_key)
         if lock is None:
             tiers = self._get(PartnerTiers.create_id(event.partner_id), PartnerTiers)
-            held = tiers.held_before("sell", event.occurred_at) if tiers else None
+            held = tiers.held_before("sell", event.position) if tiers else None
             tier = held.tier if held else entry_tier
             rate = rates.resale_margin.get(tier, rates.resale_margin.get(entry_tier, Decimal(0)))
             lock = account.lock_rate(
@@ -224,7 +228,7 @@ class CommissionRules:
                 rate=rate,
                 tier=tier,
                 contract_id=event.contract_id,
-                on=event.booked_on,
+                on=event.won_on,
                 caused_by=[_ref(event), *([held.caused_by] if held else [])],
             )
         locked = (
@@ -246,9 +250,9 @@ class CommissionRules:
         self, event: ContractSigned, account: Account, rates: CommissionPolicy
     ) -> tuple[Earning | None, list[tuple[str, Decimal, str]]]:
         terms = rates.premium_associate
-        earlier = account.won_referrals_within(event.booked_on, terms.window_days)
-        account.win_referral(contract_id=event.contract_id, on=event.booked_on)
-        election = account.elected_at(event.occurred_at)
+        earlier = account.won_referrals_within(event.won_on, terms.window_days)
+        account.win_referral(contract_id=event.contract_id, on=event.won_on)
+        election = account.elected_at(event.reported_at)
         if election is not None and earlier >= terms.qualifying_referrals:
             return (
                 Earning(

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field, model_validator
 
-from services.registration.api.common import App, Crm, CustomerBody, Reader, rule_problem
+from services.registration.api.common import App, Crm, CustomerBody, Now, Reader, rule_problem
 from services.registration.application import NewContract
 from services.registration.domain.contracts import DEFAULT_TERM_MONTHS, Contract
 from services.registration.domain.registrations import RegistrationRuleError
@@ -111,9 +111,9 @@ def _visible(app: App, contract_id: UUID, principal: Principal) -> Contract:
     response_model=ContractView,
     summary="Report a contract signed (closed-won)",
 )
-async def sign(body: ContractRequest, app: App, _: Crm) -> ContractView:
+async def sign(body: ContractRequest, app: App, now: Now, _: Crm) -> ContractView:
     try:
-        contract = await run_in_threadpool(app.sign_contract, body.command())
+        contract = await run_in_threadpool(app.sign_contract, body.command(), now)
     except AggregateNotFoundError as error:
         raise Problem(
             422, "unknown-registration", f"No registration {body.registration_id}."
@@ -160,7 +160,9 @@ Renewer = Annotated[Principal, Depends(Allow(Role.ADMIN, Role.CRM))]
     response_model=ContractView,
     summary="Renew for a new term, from the day after the current end",
 )
-async def renew(contract_id: UUID, body: RenewalRequest, app: App, _: Renewer) -> ContractView:
+async def renew(
+    contract_id: UUID, body: RenewalRequest, app: App, now: Now, _: Renewer
+) -> ContractView:
     try:
         contract = await run_in_threadpool(
             app.renew_contract,
@@ -168,6 +170,7 @@ async def renew(contract_id: UUID, body: RenewalRequest, app: App, _: Renewer) -
             term_months=body.term_months,
             mrr=body.mrr.to_money() if body.mrr else None,
             external_id=body.external_id,
+            reported_at=now,
         )
     except (RegistrationRuleError, AggregateNotFoundError) as error:
         raise rule_problem(error) from error
@@ -180,11 +183,15 @@ async def renew(contract_id: UUID, body: RenewalRequest, app: App, _: Renewer) -
     summary="Cancel before the end of the term",
 )
 async def cancel(
-    contract_id: UUID, body: CancellationRequest, app: App, _: Renewer
+    contract_id: UUID, body: CancellationRequest, app: App, now: Now, _: Renewer
 ) -> ContractView:
     try:
         contract = await run_in_threadpool(
-            app.cancel_contract, contract_id, effective_on=body.effective_on, reason=body.reason
+            app.cancel_contract,
+            contract_id,
+            effective_on=body.effective_on,
+            reason=body.reason,
+            reported_at=now,
         )
     except (RegistrationRuleError, AggregateNotFoundError) as error:
         raise rule_problem(error) from error

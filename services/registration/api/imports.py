@@ -224,10 +224,12 @@ async def import_registrations(
         }
     },
 )
-async def import_contracts(request: Request, app: App, _: ContractImporting) -> ImportReport:
+async def import_contracts(
+    request: Request, app: App, now: Now, _: ContractImporting
+) -> ImportReport:
     rows = _rows(await _body(request), request.headers.get("content-type", ""), _csv_contract)
     good, bad = _parse(rows, ContractRequest)
     outcomes = await run_in_threadpool(
-        Importer(app).contracts, [(line, parsed.command()) for line, parsed in good]
+        Importer(app).contracts, [(line, parsed.command()) for line, parsed in good], now
     )
     return _report(outcomes, bad)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from uuid import UUID
 
 from dateutil.relativedelta import relativedelta
@@ -42,6 +42,7 @@ class Contract(Aggregate):
         external_id: str | None
         poached: bool
         incumbent_partner_id: UUID | None
+        reported_at: datetime
 
     class RenewalDueRaised(Aggregate.Event):
         customer_key: str
@@ -57,6 +58,7 @@ class Contract(Aggregate):
         end_date: date
         mrr: Money
         external_id: str | None
+        reported_at: datetime
 
     class Cancelled(Aggregate.Event):
         customer_key: str
@@ -64,6 +66,7 @@ class Contract(Aggregate):
         start_date: date
         effective_on: date
         reason: str
+        reported_at: datetime
 
     @event(Signed)
     def __init__(
@@ -80,6 +83,7 @@ class Contract(Aggregate):
         external_id: str | None,
         poached: bool,
         incumbent_partner_id: UUID | None,
+        reported_at: datetime,
     ) -> None:
         self.customer_key = customer_key
         self.partner_id = partner_id
@@ -96,6 +100,7 @@ class Contract(Aggregate):
         self.renewal_due_for: date | None = None
         self.cancelled_on: date | None = None
         self.renewals = 0
+        self.reported_at = reported_at
 
     @classmethod
     def sign(
@@ -110,8 +115,10 @@ class Contract(Aggregate):
         mrr: Money,
         one_time: Money | None,
         external_id: str | None,
+        reported_at: datetime,
         incumbent_partner_id: UUID | None = None,
     ) -> Contract:
+        """``reported_at``: the program's present when the CRM reports it."""
         if term_months < 1:
             raise RegistrationRuleError("a contract's term is at least one month")
         if one_time is not None and one_time.currency != mrr.currency:
@@ -130,6 +137,7 @@ class Contract(Aggregate):
             external_id=external_id,
             poached=poached,
             incumbent_partner_id=incumbent_partner_id if poached else None,
+            reported_at=reported_at,
         )
 
     @property
@@ -165,7 +173,14 @@ class Contract(Aggregate):
     ) -> None:
         self.renewal_due_for = end_date
 
-    def renew(self, *, term_months: int, mrr: Money | None, external_id: str | None) -> None:
+    def renew(
+        self,
+        *,
+        term_months: int,
+        mrr: Money | None,
+        external_id: str | None,
+        reported_at: datetime,
+    ) -> None:
         if self.cancelled_on is not None:
             raise TransitionError("a cancelled contract cannot be renewed")
         if term_months < 1:
@@ -182,6 +197,7 @@ class Contract(Aggregate):
             end_date=contract_end(start, term_months),
             mrr=new_mrr,
             external_id=external_id,
+            reported_at=reported_at,
         )
 
     @event(Renewed)
@@ -194,12 +210,13 @@ class Contract(Aggregate):
         end_date: date,
         mrr: Money,
         external_id: str | None,
+        reported_at: datetime,
     ) -> None:
         self.end_date = end_date
         self.mrr = mrr
         self.renewals += 1
 
-    def cancel(self, *, effective_on: date, reason: str) -> None:
+    def cancel(self, *, effective_on: date, reason: str, reported_at: datetime) -> None:
         if self.cancelled_on is not None:
             raise TransitionError(f"already cancelled on {self.cancelled_on.isoformat()}")
         if effective_on < self.start_date:
@@ -210,6 +227,7 @@ class Contract(Aggregate):
             start_date=self.start_date,
             effective_on=effective_on,
             reason=reason,
+            reported_at=reported_at,
         )
 
     @event(Cancelled)
@@ -220,5 +238,6 @@ class Contract(Aggregate):
         start_date: date,
         effective_on: date,
         reason: str,
+        reported_at: datetime,
     ) -> None:
         self.cancelled_on = effective_on

@@ -360,6 +360,17 @@ class Registration(Aggregate):
             review_due_at=_review_due(status, now),
             conflict_with=assessment.holder.registration_id if assessment.holder else None,
         )
+        if status == APPROVED and protected_until is not None:
+            # Approved is approved: the rules' approval is published as a manager's is.
+            self.approved(
+                partner_id=self.partner_id,
+                customer_key=self.customer_key,
+                product_line=self.product_line,
+                motion=self.motion,
+                by="auto",
+                approved_on=now.date(),
+                protected_until=protected_until,
+            )
 
     @event("Resubmitted")
     def resubmitted(

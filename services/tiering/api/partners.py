@@ -101,7 +101,10 @@ async def partner_standing(
     today: date,
     pool: Pool,
     as_of: datetime | None = None,
+    present: datetime | None = None,
 ) -> PartnerStanding:
+    """``as_of``: as recorded at that instant; ``present``: the program's present then (the
+    registrations counted are those submitted by then)."""
     partner, version, standings = await run_in_threadpool(
         app.standing, partner_id, today, as_of=as_of
     )
@@ -110,7 +113,7 @@ async def partner_standing(
         " FROM tiering_registrations"
         " WHERE partner_id = $1 AND ($2::timestamptz IS NULL OR registered_at <= $2)",
         partner.id,
-        as_of,
+        present if as_of is not None else None,
     )
     return PartnerStanding(
         partner_id=partner.id,
@@ -179,7 +182,7 @@ async def standing(
         raise Problem(404, "partner-not-found", f"No partner {partner_id}.")
     present = runtime.clock.time() if as_of is None else runtime.clock.time_at(as_of)
     try:
-        return await partner_standing(app, partner_id, on or present.date(), pool, as_of)
+        return await partner_standing(app, partner_id, on or present.date(), pool, as_of, present)
     except AggregateNotFoundError as error:
         when = f" as of {as_of.isoformat()}" if as_of else ""
         raise Problem(404, "partner-not-found", f"No partner {partner_id}{when}.") from error

@@ -26,6 +26,8 @@ class Booking:
     motion: str
     booked_on: date
     first_year_value: Money
+    ends_on: date | None = None
+    """The term's last day (not known for bookings recorded before it was kept)."""
 
 
 @dataclass(frozen=True)
@@ -55,8 +57,15 @@ class Facts:
     """Monthly reports, by the first day of the month."""
 
     def last_activity(self) -> date | None:
-        days = [b.booked_on for b in self.bookings.values()]
-        days += [approved_on for _, approved_on in self.approvals.values()]
+        """The last day the partner registered a deal or brought revenue: a term brings it
+        every day from its start to its end, or to the day before its cancellation."""
+        days = [approved_on for _, approved_on in self.approvals.values()]
+        for booking in self.bookings.values():
+            last = booking.ends_on or booking.booked_on
+            cancelled_on = self.cancelled.get(booking.booking_id)
+            if cancelled_on is not None:
+                last = min(last, cancelled_on - timedelta(days=1))
+            days.append(max(last, booking.booked_on))
         return max(days, default=None)
 
 

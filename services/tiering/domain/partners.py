@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from uuid import NAMESPACE_URL, UUID, uuid5
 
@@ -17,7 +17,6 @@ from services.tiering.domain.metrics import (
     Facts,
     Measured,
     measure,
-    within,
 )
 from services.tiering.domain.standing import TierAssessment, assess, rank
 from shared.contracts import publishes
@@ -114,6 +113,7 @@ class Partner(Aggregate):
         effective_on: date
         reason: str
         metrics: dict[str, Decimal]
+        registration_position: int | None
 
     @event(Enrolled)
     def __init__(
@@ -138,6 +138,10 @@ class Partner(Aggregate):
         self.entered_on: date | None = None
         self.last_review: date | None = None
         self.offboarded_on: date | None = None
+        self.registration_position = 0
+        """How far into registration's log the facts this partner has taken in go: a tier
+        decided now comes after those facts and before any later one (commissions orders
+        tiers and contracts by it)."""
 
     @classmethod
     def enrol(
@@ -191,6 +195,7 @@ class Partner(Aggregate):
                 effective_on=on,
                 reason="enrolled",
                 metrics={},
+                registration_position=partner.registration_position,
             )
         return partner
 
@@ -203,6 +208,7 @@ class Partner(Aggregate):
         effective_on: date,
         reason: str,
         metrics: dict[str, Decimal],
+        registration_position: int | None = None,
     ) -> None:
         self.tiers[motion] = tier
         if self.entered_on is None:
@@ -228,6 +234,7 @@ class Partner(Aggregate):
             effective_on=on,
             reason="addendum signed",
             metrics={},
+            registration_position=self.registration_position,
         )
 
     def terminate_addendum(self, *, motion: str, on: date, reason: str) -> None:
@@ -314,10 +321,17 @@ class Partner(Aggregate):
         motion: str,
         booked_on: date,
         first_year_value: Money,
+        registration_position: int | None = None,
+        ends_on: date | None = None,
     ) -> None:
         self.facts.bookings[booking_id] = Booking(
-            booking_id, contract_id, motion, booked_on, first_year_value
+            booking_id, contract_id, motion, booked_on, first_year_value, ends_on
         )
+        self._taken_in(registration_position)
+
+    def _taken_in(self, registration_position: int | None) -> None:
+        if registration_position is not None:
+            self.registration_position = max(self.registration_position, registration_position)
 
     def book(
         self,
@@ -326,10 +340,13 @@ class Partner(Aggregate):
         motion: str,
         booked_on: date,
         first_year_value: Money,
+        registration_position: int | None = None,
+        ends_on: date | None = None,
         booking_id: UUID | None = None,
     ) -> bool:
-        """A contract signed through the partner (a referral won, for `refer`), or one of its
-        renewals (its own booking id); each once."""
+        """A term of a contract through the partner (a referral won, for `refer`), or one of
+        its renewals (its own booking id); each once. It counts from ``booked_on``, the term's
+        start, whenever it was reported."""
         booking_id = booking_id or contract_id
         if booking_id in self.facts.bookings:
             return False
@@ -339,6 +356,8 @@ class Partner(Aggregate):
             motion=motion,
             booked_on=booked_on,
             first_year_value=first_year_value,
+            registration_position=registration_position,
+            ends_on=ends_on,
         )
         return True
 
@@ -347,10 +366,15 @@ class Partner(Aggregate):
         return self.facts.bookings.get(contract_id)
 
     @event("BookingCancelled")
-    def booking_cancelled(self, booking_id: UUID, on: date) -> None:
+    def booking_cancelled(
+        self, booking_id: UUID, on: date, registration_position: int | None = None
+    ) -> None:
         self.facts.cancelled[booking_id] = on
+        self._taken_in(registration_position)
 
-    def cancel_booking(self, *, contract_id: UUID, on: date) -> bool:
+    def cancel_booking(
+        self, *, contract_id: UUID, on: date, registration_position: int | None = None
+    ) -> bool:
         """A cancellation unbooks the contract's term in force that day."""
         terms = [
             b
@@ -361,20 +385,39 @@ class Partner(Aggregate):
             return False
         started = [b for b in terms if b.booked_on <= on] or terms
         term = max(started, key=lambda b: b.booked_on)
-        self.booking_cancelled(booking_id=term.booking_id, on=on)
+        self.booking_cancelled(
+            booking_id=term.booking_id, on=on, registration_position=registration_position
+        )
         return True
 
     @event("RegistrationApprovalCounted")
     def registration_approval_counted(
-        self, registration_id: UUID, motion: str, approved_on: date
+        self,
+        registration_id: UUID,
+        motion: str,
+        approved_on: date,
+        registration_position: int | None = None,
     ) -> None:
         self.facts.approvals[registration_id] = (motion, approved_on)
+        self._taken_in(registration_position)
 
-    def count_approval(self, *, registration_id: UUID, motion: str, approved_on: date) -> bool:
+    def count_approval(
+        self,
+        *,
+        registration_id: UUID,
+        motion: str,
+        approved_on: date,
+        registration_position: int | None = None,
+    ) -> bool:
+        """An approved registration, by a channel manager or by the rules (approved is
+        approved), counted once."""
         if registration_id in self.facts.approvals:
             return False
         self.registration_approval_counted(
-            registration_id=registration_id, motion=motion, approved_on=approved_on
+            registration_id=registration_id,
+            motion=motion,
+            approved_on=approved_on,
+            registration_position=registration_position,
         )
         return True
 
@@ -513,7 +556,10 @@ class Partner(Aggregate):
             (d for d in (self.facts.last_activity(), last_registered) if d is not None),
             default=None,
         )
-        if last is None or not within(last, review_on, policy.tiers.window_days):
+        member_for_a_window = self.enrolled_on + timedelta(days=policy.tiers.window_days)
+        window_opened = review_on - timedelta(days=policy.tiers.window_days)
+        idle = last is None or last < window_opened
+        if idle and member_for_a_window <= review_on:
             self.flagged_inactive(review_on=review_on, last_activity=last)
         self.quarter_reviewed(review_on=review_on)
 
@@ -525,6 +571,7 @@ class Partner(Aggregate):
             effective_on=on,
             reason=reason,
             metrics=standing.measured.metrics,
+            registration_position=self.registration_position,
         )
 
     @event("QuarterReviewed")
