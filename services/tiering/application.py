@@ -276,11 +276,12 @@ class TermsStart:
         self.app = app
 
     def __call__(self, since: datetime | None, until: datetime) -> Sequence[Aggregate]:
-        if since is None or since.date() >= until.date():
+        after = since.date() if since is not None else date.min
+        if after >= until.date():
             return []
         program = self.app.program()
         changed: dict[UUID, Aggregate] = {}
-        for day, partner_id in self.app.members.terms_starting(since.date(), until.date()):
+        for day, partner_id in self.app.members.terms_starting(after, until.date()):
             partner = self.app.partner(partner_id)
             before = len(partner.pending_events)
             partner.promote_where_reached(program.policy_on(day), day, program.convert)

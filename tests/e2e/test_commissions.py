@@ -58,7 +58,11 @@ def test_three_months_of_statements_over_http(stack: Stack) -> None:
             return tiers.get("sell")
 
         # registered (5%): 3,000.00 a month, 36,000.00 in the first year, promotes to certified
+        # from its start, when tiering's clock reaches it
         signed(contract(partner_id, "alpha.example", "3000.00", first, 12))
+        starts = datetime.combine(first, datetime.min.time(), UTC).isoformat()
+        ran = tiering.post("/v1/admin/clock", json={"until": starts}, headers=admin)
+        assert ran.status_code == 200, ran.text
         eventually(lambda: sell_tier() == "certified", timeout=30)
         # certified (10%), locked for these two customers
         signed(contract(partner_id, "beta.example", "1000.00", first, 12))

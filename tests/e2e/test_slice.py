@@ -60,8 +60,10 @@ def test_enrol_register_sign_and_every_service_reacts(stack: Stack) -> None:
         assert line["caused_by"]
         assert line["caused_by"][0].startswith("registration#")
 
-        # the contract (36,000 in its first year) promotes the partner at tiering, and
-        # commissions follows tiering
+        # the contract (36,000 in its first year) promotes the partner at tiering from its start
+        # (when tiering's clock reaches it), and commissions follows tiering
+        ran = tiering.post("/v1/admin/clock", json={"until": "2027-01-01T00:00:00Z"}, headers=admin)
+        assert ran.status_code == 200, ran.text
         promoted = eventually(
             lambda: (
                 (s := tiering.get(f"/v1/partners/{partner_id}", headers=admin).json())["tiers"][
