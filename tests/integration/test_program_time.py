@@ -298,7 +298,9 @@ def test_a_demoted_partner_is_not_promoted_again_by_a_small_contract_and_locks_f
     assert [(x["rate"], x["amount"]["amount"], x["earned_in"]) for x in margin] == [
         ("0.05", "15.00", period("2027-04"))  # 5% of 300.00, not 10% (30.00)
     ]
-    small_margin = [x for x in ledger(clients, contract_id=small) if x["rule"] == "resale_margin"]
+    small_margin = eventually(
+        lambda: [x for x in ledger(clients, contract_id=small) if x["rule"] == "resale_margin"]
+    )
     assert [(x["rate"], x["amount"]["amount"]) for x in small_margin] == [("0.05", "10.00")]
     account = clients.commissions.get(f"/v1/partners/{partner}/account", headers=ADMIN).json()
     locked = {r["customer_key"]: (r["tier"], r["rate"]) for r in account["locked_rates"]}
