@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck imports check bench history clean constraints
+.PHONY: run test lint typecheck imports check bench history soak clean constraints
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "dealreg needs Python 3.11 or newer (set PYTHON=...)")'
@@ -35,6 +35,10 @@ bench: $(STAMP) ## by hand: the benchmark suite, one table (BENCHMARKS.md); BENC
 
 history: $(STAMP) ## by hand: a history of 100,000 events across the three services, over their APIs (BENCHMARKS.md)
 	$(BIN)/python -m bench.history $(HISTORY_ARGS)
+
+SOAK_MINUTES ?= 30
+soak: $(STAMP) ## by hand: the model-based test (tests/model) with random examples for SOAK_MINUTES minutes
+	SOAK_MINUTES=$(SOAK_MINUTES) $(BIN)/python -m pytest tests/model -k test_soak -s -q -p no:cacheprovider
 
 constraints: $(STAMP) ## refresh the pinned versions after changing pyproject.toml
 	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^-e ' > constraints.txt
