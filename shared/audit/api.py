@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from datetime import datetime
+from decimal import Decimal
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -67,7 +68,8 @@ def logged(row: asyncpg.Record) -> LoggedEvent:
         type=row["topic"],
         recorded_at=recorded_at,
         cause=EventCause(**cause),
-        data=jsonable_encoder(data, custom_encoder={bytes: bytes.hex}),
+        # Amounts stay exact: a decimal as its string, never a float.
+        data=jsonable_encoder(data, custom_encoder={bytes: bytes.hex, Decimal: str}),
     )
 
 

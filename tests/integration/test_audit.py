@@ -270,3 +270,27 @@ def test_a_replay_names_the_rows_a_tampered_projection_has(
     assert lines["live_rows"][0]["amount"] == "2400.00"
     assert lines["rebuilt_rows"][0]["amount"] == "1200.00"
     assert uuid.UUID(lines["live_rows"][0]["partner_id"]) == uuid.UUID(partner)
+
+
+def test_the_auditors_log_keeps_amounts_exact(clients: Clients) -> None:
+    """Money in the log reads back as the decimal that was recorded, never as a float."""
+    partner = clients.enrol()
+    sign(clients, partner, "exact.example")
+    (signed,) = [
+        e for e in history(clients.registration, "/v1/events") if e["type"] == "ContractSigned"
+    ]
+    assert signed["data"]["mrr"] == {"amount": "1000.00", "currency": "USD"}
+    exported = clients.registration.get("/v1/events/export", headers=AUDITOR)
+    assert exported.status_code == 200, exported.text
+    lines = [json.loads(line) for line in exported.text.splitlines()]
+    (line,) = [e for e in lines if e["type"] == "ContractSigned"]
+    assert line["data"]["mrr"] == {"amount": "1000.00", "currency": "USD"}
+    fees = eventually(
+        lambda: [
+            e
+            for e in history(clients.commissions, "/v1/events")
+            if e["type"].endswith("LineEntered")
+        ]
+    )
+    assert {e["data"]["amount"]["amount"] for e in fees} == {"1200.00"}  # the referral fee
+    assert {e["data"]["rate"] for e in fees} == {"0.10"}

@@ -178,12 +178,14 @@ def test_one_clock_run_across_a_policy_change_and_a_quarter_start_decides_both(
 
     run_tiering_clock(clients, "2027-04-02T00:00:00Z")  # the policy's day, then a quarter's
     assert standing(clients, partner)["tiers"]["sell"] == "certified"
-    reviewed = clients.tiering.get(
-        f"/v1/history/{partner}", params={"limit": "1000"}, headers=ADMIN
-    ).json()["events"]
-    assert [e["data"]["review_on"] for e in reviewed if e["type"].endswith("QuarterReviewed")] == [
-        "2027-04-01"
-    ]
+
+    def reviews() -> list[str]:  # the history is a projection: wait for the review to be in it
+        events = clients.tiering.get(
+            f"/v1/history/{partner}", params={"limit": "1000"}, headers=ADMIN
+        ).json()["events"]
+        return [e["data"]["review_on"] for e in events if e["type"].endswith("QuarterReviewed")]
+
+    assert eventually(reviews) == ["2027-04-01"]
 
 
 @pytest.mark.parametrize(
