@@ -3,6 +3,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -28,6 +29,21 @@ class Clients:
         assert response.status_code == 201, response.text
         partner_id: str = response.json()["partner_id"]
         return partner_id
+
+    def run_clocks(self, until: datetime) -> None:
+        """Every service's clock to one instant: one program time."""
+        for client in (self.tiering, self.registration, self.commissions):
+            ran = client.post(
+                "/v1/admin/clock", json={"until": until.isoformat()}, headers=bearer(Role.ADMIN)
+            )
+            assert ran.status_code == 200, ran.text
+
+    def ledger(self, **params: str) -> list[dict[str, Any]]:
+        """Commission lines, as finance reads them."""
+        response = self.commissions.get("/v1/ledger", params=params, headers=bearer(Role.FINANCE))
+        assert response.status_code == 200, response.text
+        lines: list[dict[str, Any]] = response.json()["lines"]
+        return lines
 
 
 @contextmanager

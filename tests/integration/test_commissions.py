@@ -38,13 +38,6 @@ def refer(clients: Clients, partner: str, n: int, start: str) -> str:
     return contract_id
 
 
-def ledger(clients: Clients, **params: str) -> list[dict[str, Any]]:
-    response = clients.commissions.get("/v1/ledger", params=params, headers=FINANCE)
-    assert response.status_code == 200, response.text
-    lines: list[dict[str, Any]] = response.json()["lines"]
-    return lines
-
-
 def test_premium_associate_is_elected_after_five_won_referrals(clients: Clients) -> None:
     partner = clients.enrol()
     own = bearer(Role.PARTNER, partner_id=uuid.UUID(partner))
@@ -58,7 +51,7 @@ def test_premium_associate_is_elected_after_five_won_referrals(clients: Clients)
 
     for n in range(5):
         refer(clients, partner, n, start)
-    fees = eventually(lambda: len(found := ledger(clients, partner_id=partner)) == 5 and found)
+    fees = eventually(lambda: len(found := clients.ledger(partner_id=partner)) == 5 and found)
     assert {(line["rule"], line["amount"]["amount"]) for line in fees} == {
         ("referral_fee", "1200.00")  # 10% of 12,000.00
     }
@@ -85,7 +78,7 @@ def test_premium_associate_is_elected_after_five_won_referrals(clients: Clients)
     until = (datetime.now(UTC) + timedelta(days=1)).isoformat()
     ran = clients.commissions.post("/v1/admin/clock", json={"until": until}, headers=ADMIN)
     assert ran.status_code == 200, ran.text
-    lines = eventually(lambda: ledger(clients, contract_id=sixth))
+    lines = eventually(lambda: clients.ledger(contract_id=sixth))
     assert {(line["rule"], line["amount"]["amount"]) for line in lines} == {
         ("premium_associate", "30.00")  # 3% of 1,000.00 for each month begun
     }

@@ -51,14 +51,9 @@ def period(iso_month: str) -> str:
 
 def run_clocks(clients: Clients, until: datetime | str) -> None:
     """Every service's clock to one instant (a day's ISO date: noon UTC of that day)."""
-    instant = (
-        until
-        if isinstance(until, datetime)
-        else datetime.combine(day(until), datetime.min.time(), UTC) + timedelta(hours=12)
-    )
-    for client in (clients.tiering, clients.registration, clients.commissions):
-        ran = client.post("/v1/admin/clock", json={"until": instant.isoformat()}, headers=ADMIN)
-        assert ran.status_code == 200, ran.text
+    if isinstance(until, str):
+        until = datetime.combine(day(until), datetime.min.time(), UTC) + timedelta(hours=12)
+    clients.run_clocks(until)
 
 
 COMPANIES = [
@@ -163,13 +158,6 @@ def tier_changes(clients: Clients, partner: str, motion: str = "sell") -> list[d
     ]
 
 
-def ledger(clients: Clients, **params: str) -> list[dict[str, Any]]:
-    response = clients.commissions.get("/v1/ledger", params=params, headers=FINANCE)
-    assert response.status_code == 200, response.text
-    lines: list[dict[str, Any]] = response.json()["lines"]
-    return lines
-
-
 def commissions_settled(clients: Clients) -> None:
     """Commissions has taken in everything published so far, and its ledger every line of it:
     a run of its clock to where it stands first brings each of its followers up to date."""
@@ -226,14 +214,12 @@ def test_a_contract_signed_with_the_clocks_ahead_is_dated_by_the_program_day(
     ]
 
     bonus = eventually(
-        lambda: [
-            x for x in ledger(clients, contract_id=bought) if x["rule"] == "new_business_bonus"
-        ]
+        lambda: [x for x in clients.ledger(contract_id=bought) if x["rule"] == "new_business_bonus"]
     )
     assert [(x["earned_in"], x["amount"]["amount"]) for x in bonus] == [
         (period("2027-04"), "1800.00")  # 5% of 36,000.00
     ]
-    fee = eventually(lambda: ledger(clients, contract_id=referred))
+    fee = eventually(lambda: clients.ledger(contract_id=referred))
     assert [(x["rule"], x["earned_in"], x["amount"]["amount"]) for x in fee] == [
         ("referral_fee", period("2027-04"), "1200.00")  # 10% of 12,000.00
     ]
@@ -292,14 +278,14 @@ def test_a_demoted_partner_is_not_promoted_again_by_a_small_contract_and_locks_f
     run_clocks(clients, "2027-04-04")  # the first month of both contracts begins
     margin = eventually(
         lambda: [
-            x for x in ledger(clients, contract_id=next_customer) if x["rule"] == "resale_margin"
+            x for x in clients.ledger(contract_id=next_customer) if x["rule"] == "resale_margin"
         ]
     )
     assert [(x["rate"], x["amount"]["amount"], x["earned_in"]) for x in margin] == [
         ("0.05", "15.00", period("2027-04"))  # 5% of 300.00, not 10% (30.00)
     ]
     small_margin = eventually(
-        lambda: [x for x in ledger(clients, contract_id=small) if x["rule"] == "resale_margin"]
+        lambda: [x for x in clients.ledger(contract_id=small) if x["rule"] == "resale_margin"]
     )
     assert [(x["rate"], x["amount"]["amount"]) for x in small_margin] == [("0.05", "10.00")]
     account = clients.commissions.get(f"/v1/partners/{partner}/account", headers=ADMIN).json()
@@ -359,7 +345,7 @@ def test_referrals_after_a_premium_associate_election_earn_three_percent_a_month
     for contract_id, (_, monthly) in zip(later, ELECTED_REFERRALS, strict=True):
 
         def lines_of(c: str = contract_id) -> list[dict[str, Any]]:
-            return ledger(clients, contract_id=c)
+            return clients.ledger(contract_id=c)
 
         lines = eventually(lines_of)
         assert [(x["rule"], x["rate"], x["amount"]["amount"]) for x in lines] == [
@@ -427,12 +413,12 @@ def test_an_influencers_contract_is_recorded_and_earns_nothing(clients: Clients)
     run_clocks(clients, "2027-03-03")  # four months begin, three close
     eventually(
         lambda: (
-            len([x for x in ledger(clients, contract_id=sold) if x["rule"] == "resale_margin"]) == 4
+            len([x for x in clients.ledger(contract_id=sold) if x["rule"] == "resale_margin"]) == 4
         )
     )
     commissions_settled(clients)
-    assert ledger(clients, contract_id=influenced) == []
-    assert ledger(clients, partner_id=influencer) == []
+    assert clients.ledger(contract_id=influenced) == []
+    assert clients.ledger(partner_id=influencer) == []
     statements = clients.commissions.get(
         "/v1/statements", params={"partner_id": influencer}, headers=FINANCE
     ).json()["statements"]

@@ -15,13 +15,7 @@ from tests.integration.conftest import Clients
 
 pytestmark = pytest.mark.postgres
 
-ADMIN, CRM, FINANCE = bearer(Role.ADMIN), bearer(Role.CRM), bearer(Role.FINANCE)
-
-
-def run_clocks(clients: Clients, until: str) -> None:
-    for service in (clients.registration, clients.tiering, clients.commissions):
-        response = service.post("/v1/admin/clock", json={"until": until}, headers=ADMIN)
-        assert response.status_code == 200, response.text
+ADMIN, CRM = bearer(Role.ADMIN), bearer(Role.CRM)
 
 
 def movements(clients: Clients, partner: str) -> list[dict[str, Any]]:
@@ -36,7 +30,7 @@ def movements(clients: Clients, partner: str) -> list[dict[str, Any]]:
 def test_clocks_behind_the_wall_clock_date_every_fact_by_the_same_present(
     clients: Clients,
 ) -> None:
-    run_clocks(clients, "2025-06-01T00:00:00Z")  # long before the wall clock
+    clients.run_clocks(datetime(2025, 6, 1, tzinfo=UTC))  # long before the wall clock
     today = datetime.now(UTC).date()
     partner = clients.enrol()
     registered = clients.registration.post(
@@ -63,9 +57,7 @@ def test_clocks_behind_the_wall_clock_date_every_fact_by_the_same_present(
     assert promoted[0]["effective_on"] in reported  # not 2025-06-01, not another day
 
     def bonus() -> list[dict[str, Any]]:
-        lines = clients.commissions.get(
-            "/v1/ledger", params={"partner_id": partner}, headers=FINANCE
-        ).json()["lines"]
+        lines = clients.ledger(partner_id=partner)
         return [line for line in lines if line["rule"] == "new_business_bonus"]
 
     (line,) = eventually(bonus)

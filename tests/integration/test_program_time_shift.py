@@ -67,10 +67,7 @@ class Program:
         return self.day0 + relativedelta(months=months, days=days)
 
     def run_clocks(self, months: int, days: int = 0) -> None:
-        instant = datetime.combine(self.day(months, days), time(9), UTC)
-        for client in (self.clients.tiering, self.clients.registration, self.clients.commissions):
-            ran = client.post("/v1/admin/clock", json={"until": instant.isoformat()}, headers=ADMIN)
-            assert ran.status_code == 200, ran.text
+        self.clients.run_clocks(datetime.combine(self.day(months, days), time(9), UTC))
 
     def enrol(self, name: str, **fields: Any) -> str:
         self.partners[name] = self.clients.enrol(legal_name=name, **fields)
