@@ -163,6 +163,11 @@ class Contract:
     def end(self) -> date:
         return self.terms[-1].end()
 
+    @property
+    def won_on(self) -> date:
+        """Its signature: its start, or the day it was reported if that was earlier."""
+        return min(self.terms[0].start, self.reported_on)
+
     def first_year_value(self, term: int = 0) -> Decimal:
         """MRR x min(term, 12) + one-time amounts (a renewal's term has no one-time amount)."""
         t = self.terms[term]
@@ -483,26 +488,32 @@ class Program:
         ]
         return max(found)[1] if found else None
 
-    def won_referrals(self, p: int, day: date) -> int:
-        return int(self.metrics(p, day)["won_referrals"])
+    def won_referrals(self, p: int, day: date, aside: int | None = None) -> int:
+        """Referrals won in the trailing window up to a day, for the premium associate election
+        and its earnings: a referral is won when its contract is signed (rule 7): on its start,
+        or on the day it was reported if that was earlier (service's reading: like a one-time
+        fee; 12 months are 365 days with the day itself); a cancelled one no longer counts from
+        the day the cancellation takes effect, as in the tier metric."""
+        window = self.policy_on(day).window_days
+        return sum(
+            1
+            for i, c in enumerate(self.contracts)
+            if i != aside
+            and c.partner == p
+            and c.motion == "refer"
+            and day - timedelta(days=window - 1) <= c.won_on <= day
+            and (c.cancelled_on is None or day < c.cancelled_on)
+        )
 
     def _commission_for_signature(self, c: int, new_customer: bool) -> None:
         contract = self.contracts[c]
         assert contract.partner is not None
         p = contract.partner
-        won_on = min(contract.terms[0].start, self.today)
+        won_on = contract.won_on
         policy = self.policy_on(won_on)
         fyv = contract.first_year_value()
         if contract.motion == "refer":
-            # the referrals that count today, this one aside
-            earlier = sum(
-                1
-                for i, other in enumerate(self.contracts)
-                if i != c
-                and other.partner == p
-                and other.motion == "refer"
-                and other.counts_on(other.terms[0], self.today, policy.window_days)
-            )
+            earlier = self.won_referrals(p, won_on, aside=c)
             if self.partners[p].elected and earlier >= policy.premium_referrals:
                 contract.earning = ("premium_associate", policy.premium_rate)
             else:

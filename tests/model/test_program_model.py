@@ -22,6 +22,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 from dateutil.relativedelta import relativedelta
@@ -231,7 +232,7 @@ class Services:
             self.drop()
 
 
-def ok(response: Any, expected: bool, what: str) -> bool:
+def ok(response: httpx.Response, expected: bool, what: str) -> bool:
     """The service's answer agrees with the model's on whether the request is taken."""
     taken = response.status_code < 300
     assert taken == expected, (
@@ -420,7 +421,7 @@ class ProgramMachine(RuleBasedStateMachine):
             assert response.json()["status"] == status, (status, response.text)
 
     # --- contracts ------------------------------------------------------------------------
-    def _signed(self, response: Any, c: int | None, what: str) -> None:
+    def _signed(self, response: httpx.Response, c: int | None, what: str) -> None:
         if ok(response, c is not None, what):
             assert c == len(self.contract_ids)
             contract_id = response.json()["contract_id"]
@@ -483,6 +484,26 @@ class ProgramMachine(RuleBasedStateMachine):
     ) -> None:
         """Deals are won more often than anything else happens."""
         self.win_a_deal(n, customer, motion, start, 12, mrr, "USD", Decimal(0))
+
+    @precondition(lambda self: self.partner_ids)
+    @rule(
+        n=st.integers(0, 99),
+        customers=st.lists(st.integers(0, len(CUSTOMERS) - 1), min_size=3, max_size=6),
+        start=st.integers(-20, 10),
+    )
+    def referrals_won_then_election(self, n: int, customers: list[int], start: int) -> None:
+        """A referrer wins a few referrals at once, then elects premium associate."""
+        able = [p for p in range(len(self.partner_ids)) if self.model.may_register(p, "refer")]
+        if not able:
+            return
+        p = able[n % len(able)]
+        for customer in customers:
+            r = self._register(p, customer, "refer")
+            if r is not None:
+                self.services.settle()
+                self._sign(r, start, 12, Decimal("1000"), "USD", Decimal(0))
+                self.services.settle()
+        self.elect_premium_associate(p, 1)
 
     def _sign(
         self, r: int, start: int, months: int, mrr: Decimal, currency: str, one_time: Decimal
@@ -596,7 +617,33 @@ class ProgramMachine(RuleBasedStateMachine):
         Tally.steps += 1
         self.services.settle()
         self.tiers_agree()
+        self.movements_agree()
         self.statements_agree()
+
+    def movements_agree(self) -> None:
+        """Every tier change, with the day it took effect and why."""
+        found: dict[str, list[tuple[str, str, str, str]]] = {}
+        cursor: str | None = None
+        while True:
+            params: dict[str, Any] = {"limit": 500, **({"cursor": cursor} if cursor else {})}
+            page = self.services.tiering.get("/v1/tiers/movements", params=params, headers=ADMIN)
+            assert page.status_code == 200, page.text
+            for m in page.json()["movements"]:
+                found.setdefault(m["partner_id"], []).append(
+                    (m["motion"], m["tier"], m["effective_on"], m["reason"])
+                )
+            cursor = page.json()["next_cursor"]
+            if cursor is None:
+                break
+        for p, partner_id in enumerate(self.partner_ids):
+            expected = [
+                (motion, tier, day.isoformat(), reason)
+                for motion, tier, day, reason in self.model.partners[p].movements
+            ]
+            assert found.get(partner_id, []) == expected, (
+                f"partner {p} on {self.model.today}: movements {found.get(partner_id)}, the "
+                f"model says {expected}"
+            )
 
     def tiers_agree(self) -> None:
         for p, partner_id in enumerate(self.partner_ids):
