@@ -221,6 +221,8 @@ class Program:
             return False
         self.policies = [(d, p) for d, p in self.policies if d < effective_on]
         self.policies.append((effective_on, policy))
+        if effective_on == self.today:
+            self._promote_all(self.today)  # in force now: whoever it promotes is promoted now
         return True
 
     def publish_rate(self, month: date, currency: str, rate: Decimal) -> None:

@@ -7,14 +7,15 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
-from datetime import date
+from datetime import date, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
 
 from shared.auth import Role
 from tests.conftest import bearer
-from tests.model.reference import DEFAULT
+from tests.model.reference import DEFAULT, Policy
 from tests.model.test_program_model import (
     ADMIN,
     CRM,
@@ -214,3 +215,31 @@ def test_a_cancelled_referral_does_not_count_toward_the_premium_associate_electi
     own = bearer(Role.PARTNER, partner_id=uuid.UUID(partner))
     elected = services.commissions.post(f"/v1/partners/{partner}/premium-associate", headers=own)
     assert elected.status_code == 409, elected.text
+
+
+@service_disagrees("tiering: PolicyTakesEffect looks at versions after the clock's position")
+def test_a_policy_version_in_force_from_today_promotes_today(services: Services) -> None:
+    """DOMAIN.md: promotion takes effect the moment a threshold is crossed; a policy change is
+    an event with an effective date. A partner selling 12,000 a year is registered; a version
+    that makes 10,000 enough for certified, adopted to take effect today (allowed: it is not in
+    the past), leaves it registered: the clock decides versions that take effect after the day
+    it stands on, and today's never comes."""
+    partner = enrol(services)
+    win(services, partner, "Aurora Mining", start=START, months=12, mrr="1000.00")
+    lower = Policy(
+        certified=(
+            (("first_year_value", Decimal("10000")),),
+            (("approved_registrations", Decimal("10")),),
+        )
+    )
+    adopted = services.tiering.post(
+        "/v1/program/policy",
+        params={"effective_on": START.isoformat()},
+        content=json.dumps(document(lower)),
+        headers={**ADMIN, "content-type": "application/json"},
+    )
+    assert adopted.status_code == 201, adopted.text
+    services.settle()
+    services.run_clocks(START + timedelta(days=1))
+
+    assert movements(services, partner)[-1] == ("certified", START.isoformat(), "promotion")
