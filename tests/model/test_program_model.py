@@ -76,7 +76,8 @@ CUSTOMERS = [
 ]
 TWINS = {0: 12, 12: 0, 1: 13, 13: 1, 2: 14, 14: 2}
 
-MRRS = [Decimal(a) for a in ("800", "2100", "3000", "9000", "95000")]
+MRRS = [Decimal(a) for a in ("800", "2100", "3000", "9000", "1233.50", "1234.57", "95000")]
+"""Amounts that cross the sell thresholds, and two whose commissions round (half-even)."""
 
 _D = Decimal
 POLICIES = [
@@ -477,7 +478,7 @@ class ProgramMachine(RuleBasedStateMachine):
         customer=st.integers(0, len(CUSTOMERS) - 1),
         motion=st.sampled_from(["sell", "refer"]),
         start=st.integers(-40, 20),
-        mrr=st.sampled_from(MRRS[:4]),
+        mrr=st.sampled_from(MRRS[:6]),
     )
     def win_another_deal(
         self, n: int, customer: int, motion: str, start: int, mrr: Decimal
@@ -504,6 +505,29 @@ class ProgramMachine(RuleBasedStateMachine):
                 self._sign(r, start, 12, Decimal("1000"), "USD", Decimal(0))
                 self.services.settle()
         self.elect_premium_associate(p, 1)
+
+    @precondition(lambda self: len(self.partner_ids) > 1)
+    @rule(
+        n=st.integers(0, 99),
+        m=st.integers(0, 99),
+        customer=st.integers(0, len(CUSTOMERS) - 1),
+        mrr=st.sampled_from(MRRS[:6]),
+    )
+    def a_customer_changes_hands(self, n: int, m: int, customer: int, mrr: Decimal) -> None:
+        """One partner wins a customer for three months (its renewal window open at once),
+        then another registers the same customer (poaching) and wins it too."""
+        able = [p for p in range(len(self.partner_ids)) if self.model.may_register(p, "sell")]
+        if len(able) < 2:
+            return
+        first = able[n % len(able)]
+        second = [p for p in able if p != first][m % (len(able) - 1)]
+        for p, start in ((first, -10), (second, 80)):
+            r = self._register(p, customer, "sell")
+            if r is None:
+                return
+            self.services.settle()
+            self._sign(r, start, 3, mrr, "USD", Decimal(0))
+            self.services.settle()
 
     def _sign(
         self, r: int, start: int, months: int, mrr: Decimal, currency: str, one_time: Decimal
