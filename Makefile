@@ -38,7 +38,8 @@ history: $(STAMP) ## by hand: a history of 100,000 events across the three servi
 
 SOAK_MINUTES ?= 30
 soak: $(STAMP) ## by hand: the model-based test (tests/model) with random examples for SOAK_MINUTES minutes
-	SOAK_MINUTES=$(SOAK_MINUTES) $(BIN)/python -m pytest tests/model -k test_soak -s -q -p no:cacheprovider
+	SOAK_MINUTES=$(SOAK_MINUTES) $(BIN)/python -m pytest tests/model -k test_soak -s -q \
+		-p no:cacheprovider --basetemp=$${TMPDIR:-/tmp}/dealreg-soak
 
 constraints: $(STAMP) ## refresh the pinned versions after changing pyproject.toml
 	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^-e ' > constraints.txt
