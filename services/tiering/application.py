@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any, Protocol
 from uuid import UUID
@@ -161,10 +161,22 @@ class TieringApplication(ServiceApplication, EventSourcedProjection[UUID]):
             version = program.adopt(
                 policy, effective_on=effective_on, today=today, by=by, note=note
             )
-            self.save(program)
+            # In force from today: the clock has passed the day's start, so whoever it promotes
+            # is promoted now (a later day is the clock's, ``PolicyTakesEffect``).
+            promoted = self._promoted(program, today) if effective_on <= today else []
+            self.save(program, *promoted)
             return version
 
         return self.retrying(attempt)
+
+    def _promoted(self, program: Program, today: date) -> list[Partner]:
+        policy, promoted = program.policy_on(today), []
+        for partner_id in self.members.ids():
+            partner = self.partner(partner_id)
+            partner.promote_where_reached(policy, today, program.convert)
+            if partner.pending_events:
+                promoted.append(partner)
+        return promoted
 
     def publish_rates(
         self, *, month: date, rates: dict[str, Decimal], by: str, today: date
@@ -174,14 +186,7 @@ class TieringApplication(ServiceApplication, EventSourcedProjection[UUID]):
         def attempt() -> Program:
             program = self.program()
             program.publish_rates(month=month, rates=rates, by=by)
-            policy = program.policy_on(today)
-            promoted = []
-            for partner_id in self.members.ids():
-                partner = self.partner(partner_id)
-                partner.promote_where_reached(policy, today, program.convert)
-                if partner.pending_events:
-                    promoted.append(partner)
-            self.save(program, *promoted)
+            self.save(program, *self._promoted(program, today))
             return program
 
         return self.retrying(attempt)
@@ -343,19 +348,48 @@ class PolicyTakesEffect:
 
 
 class ProgramCalendar:
-    """Time in the program, one clock run at a time: the policy versions that take effect, then
-    the quarterly reviews, deciding on the same partners (each loaded once per run: a run that
-    crosses both must save one partner, not two copies of it)."""
+    """Time in the program, one clock run at a time, day by day: on each day that matters (a
+    policy version takes effect, a term starts, a quarter starts), the policy first, then the
+    terms, then the review, deciding on the same partners (each loaded once per run: a run that
+    crosses several such days must save one partner, not copies of it)."""
 
     def __init__(self, app: Register) -> None:
         self.app = app
 
     def __call__(self, since: datetime | None, until: datetime) -> Sequence[Aggregate]:
         run = _LoadedOnce(self.app)
+        jobs = (PolicyTakesEffect(run), TermsStart(run), QuarterlyReview(run))
         changed: dict[UUID, Aggregate] = {}
-        for job in (PolicyTakesEffect(run), TermsStart(run), QuarterlyReview(run)):
-            changed.update((aggregate.id, aggregate) for aggregate in job(since, until))
+        for after, upto in by_days_of_note(run, since, until):
+            for job in jobs:
+                changed.update((aggregate.id, aggregate) for aggregate in job(after, upto))
         return list(changed.values())
+
+
+def by_days_of_note(
+    register: Register, since: datetime | None, until: datetime
+) -> list[tuple[datetime | None, datetime]]:
+    """A clock run cut at each day that matters, so that each is decided in its turn: a review
+    never sees a term that starts after it, a promotion is dated by the day that brings it."""
+    if since is None:
+        enrolled = [register.partner(i).enrolled_on for i in register.members.ids()]
+        first = min(enrolled, default=until.date())
+    else:
+        first = since.date()
+    last = until.date()
+    if first >= last:
+        return [(since, until)]
+    days = {version.effective_on for version in register.program().changes_between(first, last)}
+    days.update(day for day, _ in register.members.terms_starting(first, last))
+    days.update(quarter_starts(first, last))
+    cuts: list[tuple[datetime | None, datetime]] = []
+    after = since
+    for day in sorted(d for d in days if first < d < last):
+        upto = datetime.combine(day, time.min, UTC)
+        cuts.append((after, upto))
+        after = upto
+    cuts.append((after, until))
+    return cuts
 
 
 class _LoadedOnce:

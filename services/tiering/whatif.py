@@ -34,6 +34,7 @@ from services.tiering.application import (
     QuarterlyReview,
     TermsStart,
     TieringApplication,
+    by_days_of_note,
 )
 from services.tiering.domain.partners import Partner, renewal_booking_id
 from services.tiering.domain.program import Program
@@ -268,7 +269,12 @@ class Replay:
         self._collect(touched, position)
 
     def _run_clock(self, until: datetime) -> list[Aggregate]:
-        changed = [aggregate for job in self._clock_jobs for aggregate in job(self.clock_at, until)]
+        changed = [
+            aggregate
+            for after, upto in by_days_of_note(self, self.clock_at, until)
+            for job in self._clock_jobs
+            for aggregate in job(after, upto)
+        ]
         self.clock_at = until
         return changed
 
@@ -297,6 +303,8 @@ class Replay:
             self._program.policy_adopted(**_payload(event))
             if self.draft is not None:  # a version before the draft's day: the draft still follows
                 self._program.policy_adopted(**self.draft.adoption())
+            if event.effective_on <= self.today:  # in force from the day adopted: at once
+                return self._promote_members()
         elif kind == "RatesPublished":
             self._program.rates_published(**_payload(event))
             return self._promote_members()

@@ -118,7 +118,6 @@ def movements(services: Services, partner: str) -> list[tuple[str, str, str]]:
     return [(m["tier"], m["effective_on"], m["reason"]) for m in response.json()["movements"]]
 
 
-@service_disagrees("tiering: Partner.cancel_booking unbooks one term only")
 def test_a_renewal_term_that_starts_after_the_cancellation_never_counts(
     services: Services,
 ) -> None:
@@ -139,7 +138,6 @@ def test_a_renewal_term_that_starts_after_the_cancellation_never_counts(
     assert sell_tier(services, partner) == "registered"
 
 
-@service_disagrees("tiering: ProgramCalendar decides jobs, not days, in order")
 def test_a_clock_run_across_a_term_start_and_a_policy_day_dates_the_promotion_by_the_start(
     services: Services,
 ) -> None:
@@ -165,7 +163,6 @@ def test_a_clock_run_across_a_term_start_and_a_policy_day_dates_the_promotion_by
     assert movements(services, partner)[-1] == ("certified", "2027-02-01", "promotion")
 
 
-@service_disagrees("tiering: ProgramCalendar decides jobs, not days, in order")
 def test_a_review_before_a_term_start_in_the_same_clock_run_does_not_count_a_quarter_below(
     services: Services,
 ) -> None:
@@ -189,7 +186,6 @@ def test_a_review_before_a_term_start_in_the_same_clock_run_does_not_count_a_qua
     assert sell_tier(services, partner) == "certified"  # below at one review only: grace
 
 
-@service_disagrees("commissions: Account.won_referrals_within counts cancelled referrals")
 def test_a_cancelled_referral_does_not_count_toward_the_premium_associate_election(
     services: Services,
 ) -> None:
@@ -217,7 +213,6 @@ def test_a_cancelled_referral_does_not_count_toward_the_premium_associate_electi
     assert elected.status_code == 409, elected.text
 
 
-@service_disagrees("tiering: PolicyTakesEffect looks at versions after the clock's position")
 def test_a_policy_version_in_force_from_today_promotes_today(services: Services) -> None:
     """DOMAIN.md: promotion takes effect the moment a threshold is crossed; a policy change is
     an event with an effective date. A partner selling 12,000 a year is registered; a version

@@ -49,6 +49,7 @@ class Account(Aggregate):
         self.partner_id = partner_id
         self.locks: dict[str, RateLock] = {}
         self.referrals: dict[UUID, date] = {}
+        self.referrals_cancelled: dict[UUID, date] = {}
         self.elections: list[Election] = []
         self.function: str | None = None
         self.category: str | None = None
@@ -105,9 +106,23 @@ class Account(Aggregate):
 
     # --- referrals --------------------------------------------------------------------
     def won_referrals_within(self, day: date, window_days: int) -> int:
-        """Referrals won in the trailing window up to a day (inclusive)."""
+        """Referrals won in the trailing window up to a day (inclusive); a cancelled one no
+        longer counts from the day its cancellation takes effect."""
         earliest = day - timedelta(days=window_days - 1)
-        return sum(1 for won_on in self.referrals.values() if earliest <= won_on <= day)
+        return sum(
+            1
+            for contract_id, won_on in self.referrals.items()
+            if earliest <= won_on <= day
+            and day < self.referrals_cancelled.get(contract_id, date.max)
+        )
+
+    def cancel_referral(self, *, contract_id: UUID, on: date) -> None:
+        if contract_id in self.referrals and contract_id not in self.referrals_cancelled:
+            self.referral_cancelled(contract_id=contract_id, on=on)
+
+    @event("ReferralCancelled")
+    def referral_cancelled(self, contract_id: UUID, on: date) -> None:
+        self.referrals_cancelled[contract_id] = on
 
     def win_referral(self, *, contract_id: UUID, on: date) -> None:
         if contract_id not in self.referrals:

@@ -290,6 +290,10 @@ class CommissionRules:
             effective_on=event.effective_on, caused_by=_ref(event)
         ):
             return
+        if contract.motion == "refer":
+            self.account(contract.partner_id).cancel_referral(
+                contract_id=contract.id, on=event.effective_on
+            )
         rates = self.rate_card().policy_on(event.effective_on).commissions
         days = (event.effective_on - contract.start_date).days
         earned_in = period_of(event.effective_on)

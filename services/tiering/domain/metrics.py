@@ -63,9 +63,11 @@ class Facts:
         for booking in self.bookings.values():
             last = booking.ends_on or booking.booked_on
             cancelled_on = self.cancelled.get(booking.booking_id)
+            if cancelled_on is not None and cancelled_on <= booking.booked_on:
+                continue  # a term cancelled before it started never brought revenue
             if cancelled_on is not None:
                 last = min(last, cancelled_on - timedelta(days=1))
-            days.append(max(last, booking.booked_on))
+            days.append(last)
         return max(days, default=None)
 
 

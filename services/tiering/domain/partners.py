@@ -375,20 +375,18 @@ class Partner(Aggregate):
     def cancel_booking(
         self, *, contract_id: UUID, on: date, registration_position: int | None = None
     ) -> bool:
-        """A cancellation unbooks the contract's term in force that day."""
+        """A cancelled contract never counts from the day its cancellation takes effect: every
+        term of it still booked, the one in force and any renewal that had not started yet."""
         terms = [
             b
             for b in self.facts.bookings.values()
             if b.contract_id == contract_id and b.booking_id not in self.facts.cancelled
         ]
-        if not terms:
-            return False
-        started = [b for b in terms if b.booked_on <= on] or terms
-        term = max(started, key=lambda b: b.booked_on)
-        self.booking_cancelled(
-            booking_id=term.booking_id, on=on, registration_position=registration_position
-        )
-        return True
+        for term in sorted(terms, key=lambda b: b.booked_on):
+            self.booking_cancelled(
+                booking_id=term.booking_id, on=on, registration_position=registration_position
+            )
+        return bool(terms)
 
     @event("RegistrationApprovalCounted")
     def registration_approval_counted(
