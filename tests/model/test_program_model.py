@@ -529,6 +529,16 @@ class ProgramMachine(RuleBasedStateMachine):
             self._sign(r, start, 3, mrr, "USD", Decimal(0))
             self.services.settle()
 
+    @precondition(lambda self: self.partner_ids)
+    @rule(n=st.integers(0, 99), customers=st.lists(st.integers(0, 11), min_size=4, max_size=10))
+    def many_registrations(self, n: int, customers: list[int]) -> None:
+        """One seller registers many deals (approved at once, mostly): the early indicator."""
+        able = [p for p in range(len(self.partner_ids)) if self.model.may_register(p, "sell")]
+        if able:
+            for customer in customers:
+                self._register(able[n % len(able)], customer, "sell")
+                self.services.settle()
+
     def _sign(
         self, r: int, start: int, months: int, mrr: Decimal, currency: str, one_time: Decimal
     ) -> None:
@@ -599,6 +609,14 @@ class ProgramMachine(RuleBasedStateMachine):
             headers=CRM,
         )
         ok(response, self.model.cancel(c, effective_on), f"cancellation on {effective_on}")
+
+    @precondition(lambda self: self.contract_ids)
+    @rule(n=st.integers(0, 99), days_ago=st.integers(0, 60))
+    def cancel_back_dated(self, n: int, days_ago: int) -> None:
+        """Reported today, in force from a day already past (months paid since are reversed)."""
+        c = n % len(self.contract_ids)
+        start = self.model.contracts[c].terms[0].start
+        self.cancel(n, max((self.model.today - start).days - days_ago, 0))
 
     # --- premium associates -----------------------------------------------------------------
     @precondition(lambda self: self.partner_ids)
