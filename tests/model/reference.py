@@ -352,21 +352,18 @@ class Program:
         claim = self.claims.get(customer)
         return claim[0] if claim and self.today <= claim[2] else None
 
-    def _incumbent(self, customer: int, p: int) -> int | None:
-        """Another partner's active contract whose renewal window (90 days before its end) is
-        open today (service's reading: the one ending last)."""
+    def _incumbent(self, customer: int, day: date) -> int | None:
+        """A partner's active contract with the customer whose renewal window (90 days before
+        its end) is open on a day (service's reading: the one ending last)."""
         found = [
             (c.end, i)
             for i, c in enumerate(self.contracts)
             if c.customer == customer
             and c.partner is not None
-            and (c.cancelled_on is None or c.cancelled_on > self.today)
-            and c.end - RENEWAL_WINDOW <= self.today <= c.end
+            and (c.cancelled_on is None or c.cancelled_on > day)
+            and c.end - RENEWAL_WINDOW <= day <= c.end
         ]
-        if not found:
-            return None
-        incumbent = max(found)[1]
-        return None if self.contracts[incumbent].partner == p else incumbent
+        return max(found)[1] if found else None
 
     def _assess(self, r: int) -> None:
         reg = self.registrations[r]
@@ -377,7 +374,10 @@ class Program:
             for i, other in enumerate(self.registrations)
             if i != r
         )
-        reg.incumbent = self._incumbent(reg.customer, reg.partner)
+        incumbent = self._incumbent(reg.customer, self.today)
+        # renewing one's own customer is no poaching
+        mine = incumbent is not None and self.contracts[incumbent].partner == reg.partner
+        reg.incumbent = None if mine else incumbent
         if holder is not None and holder != reg.partner:
             reg.status = "conflict"
         elif duplicate:
@@ -464,7 +464,7 @@ class Program:
         else:
             assert customer is not None
             motion = "sell"
-            incumbent = self._incumbent_on(customer, start)
+            incumbent = self._incumbent(customer, start)
         poached = incumbent is not None and self.contracts[incumbent].partner != partner
         contract = Contract(
             partner, customer, motion, currency, [Term(start, months, mrr)], one_time, self.today
@@ -478,17 +478,6 @@ class Program:
             self._commission_for_signature(c, new_customer)  # influencers earn nothing
             self._promote(partner, self.today)
         return c
-
-    def _incumbent_on(self, customer: int, day: date) -> int | None:
-        found = [
-            (c.end, i)
-            for i, c in enumerate(self.contracts)
-            if c.customer == customer
-            and c.partner is not None
-            and (c.cancelled_on is None or c.cancelled_on > day)
-            and c.end - RENEWAL_WINDOW <= day <= c.end
-        ]
-        return max(found)[1] if found else None
 
     def won_referrals(self, p: int, day: date, aside: int | None = None) -> int:
         """Referrals won in the trailing window up to a day, for the premium associate election
