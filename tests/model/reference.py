@@ -114,6 +114,9 @@ class Partner:
     """Quarterly reviews in a row that found the motion below its tier."""
     movements: list[tuple[str, str, date, str]] = field(default_factory=list)
     elected: bool = False
+    inactive_at: date | None = None
+    """The review that last flagged it a non-performer (a later review that does not, clears
+    it)."""
 
 
 @dataclass
@@ -126,6 +129,7 @@ class Registration:
     approved_on: date | None = None
     incumbent: int | None = None
     """The contract whose renewal window this registration poaches in, if any."""
+    submitted_on: date | None = None
 
 
 @dataclass(frozen=True)
@@ -340,6 +344,28 @@ class Program:
                 else:
                     partner.below.pop(motion, None)
             self._promote(p, day)
+            member_for_a_window = partner.enrolled_on + timedelta(days=policy.window_days)
+            last = self.last_activity(p)
+            idle = last is None or last < day - timedelta(days=policy.window_days)
+            partner.inactive_at = day if idle and member_for_a_window <= day else None
+
+    def last_activity(self, p: int) -> date | None:
+        """The last day the partner registered a deal or brought revenue: a term brings it every
+        day from its start to its end (or to the day before its cancellation takes effect; a
+        term cancelled before it starts never does) (service's reading)."""
+        days = [r.submitted_on for r in self.registrations if r.partner == p and r.submitted_on]
+        days += [r.approved_on for r in self.registrations if r.partner == p and r.approved_on]
+        for c in self.contracts:
+            if c.partner != p:
+                continue
+            for term in c.terms if c.motion == "sell" else c.terms[:1]:
+                if c.cancelled_on is not None and c.cancelled_on <= term.start:
+                    continue
+                last = term.end()
+                if c.cancelled_on is not None:
+                    last = min(last, c.cancelled_on - timedelta(days=1))
+                days.append(last)
+        return max(days, default=None)
 
     # --- registrations --------------------------------------------------------------------
     def status(self, r: int) -> str:
@@ -403,6 +429,7 @@ class Program:
         if self._holder(customer) == p:
             return "already registered"
         self.registrations.append(Registration(p, customer, motion, "submitted"))
+        self.registrations[-1].submitted_on = self.today
         r = len(self.registrations) - 1
         self._assess(r)
         return r
@@ -614,6 +641,11 @@ class Program:
                     contract.paid_months[month] = line.amount
 
     # --- what the services must show --------------------------------------------------------
+    def non_performers(self) -> dict[int, date]:
+        """Partners enrolled for a whole window with no registration and no revenue in the
+        trailing window, flagged at the last quarterly review."""
+        return {p: x.inactive_at for p, x in enumerate(self.partners) if x.inactive_at}
+
     def tiers(self, p: int) -> dict[str, str]:
         return dict(self.partners[p].tiers)
 

@@ -277,6 +277,8 @@ class ProgramMachine(RuleBasedStateMachine):
         seen["cancelled"] += sum(1 for c in model.contracts if c.cancelled_on)
         seen["renewed"] += sum(1 for c in model.contracts if len(c.terms) > 1)
         seen["lines"] += sum(len(lines) for lines in model.lines.values())
+        seen["non-performers"] += len(model.non_performers())
+        seen["days"] += (model.today - START).days
         seen.update(f"line:{ln.rule}" for lines in model.lines.values() for ln in lines)
         seen.update(
             f"{reason}:{tier}"
@@ -660,7 +662,19 @@ class ProgramMachine(RuleBasedStateMachine):
         self.services.settle()
         self.tiers_agree()
         self.movements_agree()
+        self.non_performers_agree()
         self.statements_agree()
+
+    def non_performers_agree(self) -> None:
+        response = self.services.tiering.get("/v1/tiers/non-performers", headers=ADMIN)
+        assert response.status_code == 200, response.text
+        index = {partner_id: p for p, partner_id in enumerate(self.partner_ids)}
+        found = {
+            index[n["partner_id"]]: n["flagged_at_review"]
+            for n in response.json()["non_performers"]
+        }
+        expected = {p: day.isoformat() for p, day in self.model.non_performers().items()}
+        assert found == expected, f"on {self.model.today}: non-performers {found}, not {expected}"
 
     def movements_agree(self) -> None:
         """Every tier change, with the day it took effect and why."""
