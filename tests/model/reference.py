@@ -501,9 +501,10 @@ class Program:
         c = len(self.contracts) - 1
         new_customer = customer not in self.customers_contracted
         self.customers_contracted.add(customer)
-        if partner is not None and not self.partners[partner].influencer:
-            self._commission_for_signature(c, new_customer)  # influencers earn nothing
-            self._promote(partner, self.today)
+        if partner is not None:
+            if not self.partners[partner].influencer:  # influencers earn nothing
+                self._commission_for_signature(c, new_customer)
+            self._promote(partner, self.today)  # what it books counts for its tiers all the same
         return c
 
     def won_referrals(self, p: int, day: date, aside: int | None = None) -> int:
