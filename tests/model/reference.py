@@ -378,14 +378,15 @@ class Program:
         claim = self.claims.get(customer)
         return claim[0] if claim and self.today <= claim[2] else None
 
-    def _incumbent(self, customer: int, day: date) -> int | None:
-        """A partner's active contract with the customer whose renewal window (90 days before
-        its end) is open on a day (service's reading: the one ending last)."""
+    def _incumbent(self, customer: int, day: date, other_than: int | None = None) -> int | None:
+        """An active contract with the customer through a partner (other than one) whose renewal
+        window (90 days before its end) is open on a day (the one ending last, if several)."""
         found = [
             (c.end, i)
             for i, c in enumerate(self.contracts)
             if c.customer == customer
             and c.partner is not None
+            and c.partner != other_than
             and (c.cancelled_on is None or c.cancelled_on > day)
             and c.end - RENEWAL_WINDOW <= day <= c.end
         ]
@@ -400,10 +401,8 @@ class Program:
             for i, other in enumerate(self.registrations)
             if i != r
         )
-        incumbent = self._incumbent(reg.customer, self.today)
-        # renewing one's own customer is no poaching
-        mine = incumbent is not None and self.contracts[incumbent].partner == reg.partner
-        reg.incumbent = None if mine else incumbent
+        # rule 6: another partner's customer in its renewal window (one's own is no poaching)
+        reg.incumbent = self._incumbent(reg.customer, self.today, other_than=reg.partner)
         if holder is not None and holder != reg.partner:
             reg.status = "conflict"
         elif duplicate:

@@ -238,3 +238,37 @@ def test_a_policy_version_in_force_from_today_promotes_today(services: Services)
     services.run_clocks(START + timedelta(days=1))
 
     assert movements(services, partner)[-1] == ("certified", START.isoformat(), "promotion")
+
+
+def ledger_rules(services: Services, contract: str) -> set[tuple[str, str]]:
+    response = services.commissions.get(
+        "/v1/ledger", params={"contract_id": contract}, headers=ADMIN
+    )
+    assert response.status_code == 200, response.text
+    return {(line["rule"], line["rate"]) for line in response.json()["lines"]}
+
+
+@service_disagrees("registration: the incumbent is one contract, the registering partner's own")
+def test_a_partner_with_its_own_contract_still_poaches_another_partners_renewal(
+    services: Services,
+) -> None:
+    """DOMAIN.md rule 6: when a customer has an active contract through partner A, a
+    registration by another partner B in the 90 days before that contract's end is poaching, and
+    B's margin on the contract it wins is capped at 5%. A wins Aurora for three months from
+    1 January (its renewal window is open at once); B wins Aurora too (poaching: capped), for
+    three months from 2 January. B registers Aurora again the same day, and wins it: A's
+    contract is still active and in its window, so this is poaching too. Registration looks at
+    one contract only (the one ending last; on a tie, the lower contract id, so the answer
+    changes from run to run), finds B's own, and flags nothing: B earns its locked 10% (B was
+    certified when it first won Aurora), not 5%."""
+    a, b = enrol(services), enrol(services)
+    win(services, b, "Borealis Foods", start=START, months=12, mrr="2250.00")  # B: certified
+    win(services, a, "Aurora Mining", start=START, months=3, mrr="1000.00")
+    first = win(services, b, "Aurora Mining", start=date(2027, 1, 2), months=3, mrr="1000.00")
+    services.run_clocks(date(2027, 1, 3))
+    assert ledger_rules(services, first) == {("poaching_cap", "0.05")}
+
+    again = win(services, b, "Aurora Mining", start=date(2027, 1, 3), months=3, mrr="1000.00")
+    services.run_clocks(date(2027, 1, 4))
+
+    assert ledger_rules(services, again) == {("poaching_cap", "0.05")}
