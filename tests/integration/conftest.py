@@ -3,7 +3,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import pytest
@@ -29,6 +29,31 @@ class Clients:
         assert response.status_code == 201, response.text
         partner_id: str = response.json()["partner_id"]
         return partner_id
+
+    def sign(
+        self,
+        *,
+        start: date,
+        mrr: str,
+        term_months: int = 12,
+        registration_id: str | None = None,
+        partner_id: str | None = None,
+        customer: dict[str, str] | None = None,
+    ) -> str:
+        """The CRM reports a contract signed (for a registration, or a partner and customer)."""
+        body: dict[str, Any] = {
+            "start_date": start.isoformat(),
+            "term_months": term_months,
+            "mrr": {"amount": mrr, "currency": "USD"},
+        }
+        optional = {"registration_id": registration_id, "partner_id": partner_id}
+        body.update({k: v for k, v in optional.items() if v is not None})
+        if customer is not None:
+            body["customer"] = customer
+        response = self.registration.post("/v1/contracts", json=body, headers=bearer(Role.CRM))
+        assert response.status_code == 201, response.text
+        contract_id: str = response.json()["contract_id"]
+        return contract_id
 
     def run_clocks(self, until: datetime) -> None:
         """Every service's clock to one instant: one program time."""

@@ -97,22 +97,17 @@ def sign(
     partner: str | None = None,
     customer: int | None = None,
 ) -> str:
-    body: dict[str, Any] = {
-        "start_date": start.isoformat(),
-        "term_months": 12,
-        "mrr": {"amount": mrr, "currency": "USD"},
-    }
-    if registration is not None:
-        body["registration_id"] = registration["registration_id"]
-    if partner is not None:
-        body["partner_id"] = partner
+    named = None
     if customer is not None:
         name, domain = COMPANIES[customer]
-        body["customer"] = {"name": name, "country": "US", "domain": domain}
-    response = clients.registration.post("/v1/contracts", json=body, headers=CRM)
-    assert response.status_code == 201, response.text
-    contract_id: str = response.json()["contract_id"]
-    return contract_id
+        named = {"name": name, "country": "US", "domain": domain}
+    return clients.sign(
+        start=start,
+        mrr=mrr,
+        registration_id=registration["registration_id"] if registration else None,
+        partner_id=partner,
+        customer=named,
+    )
 
 
 def cancel(clients: Clients, contract_id: str, effective_on: date) -> None:

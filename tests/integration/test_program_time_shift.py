@@ -97,25 +97,17 @@ class Program:
         partner: str | None = None,
         customer: str | None = None,
     ) -> str:
-        body: dict[str, Any] = {
-            "start_date": start.isoformat(),
-            "term_months": 12,
-            "mrr": {"amount": mrr, "currency": "USD"},
-        }
-        if registration is not None:
-            body["registration_id"] = registration
-        if partner is not None:
-            body["partner_id"] = self.partners[partner]
-        if customer is not None:
-            body["customer"] = {
-                "name": customer.title(),
-                "country": "US",
-                "domain": f"{customer}.com",
-            }
-        response = self.clients.registration.post("/v1/contracts", json=body, headers=CRM)
-        assert response.status_code == 201, response.text
-        contract_id: str = response.json()["contract_id"]
-        return contract_id
+        return self.clients.sign(
+            start=start,
+            mrr=mrr,
+            registration_id=registration,
+            partner_id=self.partners[partner] if partner else None,
+            customer=(
+                {"name": customer.title(), "country": "US", "domain": f"{customer}.com"}
+                if customer
+                else None
+            ),
+        )
 
     def metric(self, partner: str, motion: str, metric: str) -> str | None:
         found = self.clients.tiering.get(f"/v1/partners/{self.partners[partner]}", headers=ADMIN)
