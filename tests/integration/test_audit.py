@@ -8,6 +8,7 @@ import json
 import time
 import uuid
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import psycopg
@@ -80,13 +81,15 @@ def test_every_event_says_who_and_why_and_links_to_what_it_caused(clients: Clien
 
     # Tiering and commissions decided on the signature: their events name it as their cause
     # and carry the CRM's correlation id.
+    # Tiering also decides on the registration (an approval counts): wait for the signature.
+    by_signature = f"registration:{signed['position']}"
+
+    def traced(service: Any) -> list[dict[str, Any]] | None:
+        found = history(service, "/v1/history", correlation_id="crm-sync-42")
+        return found if any(e["cause"]["causation_id"] == by_signature for e in found) else None
+
     for service in (clients.tiering, clients.commissions):
-        caused = eventually(
-            lambda service=service: history(service, "/v1/history", correlation_id="crm-sync-42")
-        )
-        assert any(
-            e["cause"]["causation_id"] == f"registration:{signed['position']}" for e in caused
-        )
+        caused = eventually(partial(traced, service))
         assert {e["cause"]["role"] for e in caused} == {"service"}
 
     # The registration's own history, in order, with the actor of each step.
