@@ -11,6 +11,7 @@ import typer
 
 from dealreg.audit import audit
 from dealreg.catalogue import SERVICES, ServiceEntry
+from dealreg.followers import followers
 from shared.audit.causes import caused_by, caused_by_operator
 from shared.auth import Role, mint_token
 from shared.contracts import schemas
@@ -23,6 +24,7 @@ cli = typer.Typer(
     add_completion=False,
 )
 cli.add_typer(audit, name="audit")
+cli.add_typer(followers, name="followers")
 
 ServiceName = Annotated[str, typer.Argument(help=f"One of: {', '.join(SERVICES)}")]
 

@@ -24,6 +24,7 @@ from shared.database import ensure_schema, resolve_database_url
 from shared.eventlog import ServiceApplication, open_log
 from shared.projections import View
 from shared.settings import ServiceSettings
+from shared.stuck_events import StuckEvent, StuckEvents
 from shared.subscriptions import Follower, Source
 
 log = logging.getLogger(__name__)
@@ -149,6 +150,12 @@ class ServiceRuntime:
         """Bring every projection up to the logs it follows."""
         for follower in self.followers:
             follower.sync()
+
+    def stuck_events(self) -> list[StuckEvent]:
+        """Events this service's followers are stuck at, whichever replica leads them."""
+        return StuckEvents(self.database_url, self.schema).unresolved(
+            follower.name for follower in self.followers
+        )
 
     def view_followers(self) -> list[Follower]:
         return [f for f in self.followers if isinstance(f.target, View)]

@@ -5,6 +5,10 @@ process application that records its own decisions). The target commits its effe
 tracking position in one transaction, so a restarted follower resumes where it stopped, and an
 event is never applied twice. Only the follower holding a PostgreSQL advisory lock runs; any
 other replica waits as a hot standby.
+
+An event the target fails to apply again and again (not for a lost connection) leaves the
+follower stuck there, recorded in ``shared.stuck_events``, until an operator retries or skips it
+(decision 17).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from eventsourcing.postgres import PostgresApplicationRecorder, PostgresSubscrip
 from psycopg.sql import SQL, Identifier
 
 from shared.audit.causes import caused_by, caused_by_event
+from shared.stuck_events import StuckEvent, StuckEvents, printable
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +40,9 @@ class Target(Protocol):
     def max_tracking_id(self, application_name: str) -> int | None: ...
 
     def process(self, event: Any, tracking: Tracking) -> None: ...
+
+    def insert_tracking(self, tracking: Tracking) -> None:
+        """Move past an event without applying it (an operator skipped it)."""
 
 
 @dataclass(frozen=True)
@@ -162,18 +170,68 @@ class Leadership:
                 locks.unlock(self.key)
 
 
+_TRANSIENT_SQLSTATE_CLASSES = frozenset({"08", "40", "53", "55", "57", "58"})
+"""Connection, rollback (deadlock, serialization), resources, lock not available, operator
+intervention (shutdown, cancel), system: the same statement may well succeed later. Others
+(data, a limit exceeded, a bug) fail the same way on every attempt."""
+
+
+def is_transient(error: BaseException) -> bool:
+    """A lost connection or a busy database: worth retrying for as long as it takes."""
+    seen: BaseException | None = error
+    for _ in range(10):  # the library wraps psycopg's errors (``raise ... from``)
+        if seen is None:
+            return False
+        if isinstance(seen, psycopg.OperationalError):
+            return seen.sqlstate is None or seen.sqlstate[:2] in _TRANSIENT_SQLSTATE_CLASSES
+        if isinstance(seen, psycopg.InterfaceError | OSError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+class EventNotApplied(Exception):
+    """The target failed to apply this event (not for a lost connection)."""
+
+    def __init__(self, follower: str, notification: Notification, error: BaseException) -> None:
+        self.position = notification.id
+        self.topic = notification.topic
+        self.error = printable(f"{type(error).__name__}: {error}")
+        super().__init__(f"{follower} cannot apply position {self.position}: {self.error}")
+
+
+class FollowerStuckError(RuntimeError):
+    """Asked to catch up, a follower is stuck at an event until an operator decides."""
+
+
 class Follower:
+    failures_before_stuck = 3
+    """Failed attempts at one event (backing off in between) before waiting for an operator:
+    one is not enough, a failure may come from a race that the next attempt does not meet."""
+    decision_poll_seconds = 1.0
+    """How often a stuck follower looks for an operator's decision."""
+
     def __init__(self, source: Source, target: Target, database_url: str) -> None:
         self.source = source
         self.target = target
         self.name = f"{target.name}<-{source.log}"
         self.leadership = Leadership(database_url, f"follower:{self.name}")
+        self.stuck_events = StuckEvents(database_url, source.recorder.datastore.schema)
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._subscription: Any = None
         self._leading = False
         self._caught_up = False
         self.last_error: str | None = None
+        self.failures = 0
+        """Failed attempts to follow (lost connections too), since start."""
+        self.stuck: StuckEvent | None = None
+        """The event this process's worker is stuck at, waiting for an operator."""
+        self._failing: tuple[int, int] | None = None
+        """The position that failed last, and how many times in a row."""
+        self._skipped: set[int] | None = None
+        self._unresolved: int | None = None
+        """The last position of a recorded stuck event not yet moved past."""
         self._applied_through = 0
         """A head of the log up to which every wanted event was found applied."""
 
@@ -198,16 +256,58 @@ class Follower:
         event = self.source.decode(notification)
         self.target.process(event, Tracking(self.source.log, notification.id))
 
-    def _apply_many(self, notifications: Sequence[Notification]) -> None:
+    def _apply_batch(self, notifications: Sequence[Notification]) -> None:
         """Events in order; a view takes them in one transaction (see ``View.process_many``)."""
         process_many = getattr(self.target, "process_many", None)
         if process_many is None:
             for notification in notifications:
-                self._apply(notification)
+                try:
+                    self._apply(notification)
+                except Exception as error:
+                    if is_transient(error):
+                        raise
+                    raise EventNotApplied(self.name, notification, error) from error
             return
         process_many(
             [(self.source.decode(n), Tracking(self.source.log, n.id)) for n in notifications]
         )
+
+    def _apply_many(self, notifications: Sequence[Notification]) -> None:
+        """Events in order, except those an operator skipped; when a batch fails, each again
+        on its own, to name the event that fails."""
+        skipped = self._skipped_positions()
+        if any(n.id in skipped for n in notifications):
+            for notification in notifications:
+                if notification.id in skipped:
+                    self._move_past(notification.id)
+                else:
+                    self._apply_many([notification])
+            return
+        try:
+            self._apply_batch(notifications)
+        except EventNotApplied:
+            raise
+        except Exception as error:
+            if is_transient(error):
+                raise
+            if len(notifications) == 1:
+                raise EventNotApplied(self.name, notifications[0], error) from error
+            for notification in notifications:
+                self._apply_many([notification])
+        if self._unresolved is not None and notifications[-1].id >= self._unresolved:
+            self.stuck_events.passed(self.name, notifications[-1].id)
+            self._unresolved = None
+
+    def _skipped_positions(self) -> set[int]:
+        if self._skipped is None:
+            self._skipped = self.stuck_events.skipped(self.name)
+        return self._skipped
+
+    def _move_past(self, position: int) -> None:
+        """Skip an event as an operator decided: the position moves on, nothing is applied."""
+        self.target.insert_tracking(Tracking(self.source.log, position))
+        self.stuck_events.passed(self.name, position)
+        self._skipped_positions().add(position)
 
     def catch_up(
         self,
@@ -216,6 +316,9 @@ class Follower:
         progress: Callable[[int], None] | None = None,
     ) -> int:
         """Apply every pending event now, in this thread. Caller must lead (or be alone)."""
+        # Skips may have been decided in another process (while this one was stopped, or
+        # before a rebuild): they hold for every catch-up.
+        self._skipped = self.stuck_events.skipped(self.name)
         applied = 0
         while stopping is None or not stopping.is_set():
             notifications = self.source.recorder.select_notifications(
@@ -240,6 +343,8 @@ class Follower:
                 return
         deadline = time.monotonic() + timeout
         while self.pending():
+            if self.stuck is not None:  # waiting would not help
+                raise FollowerStuckError(self.stuck.describe())
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{self.name} did not catch up within {timeout}s")
             time.sleep(0.05)
@@ -276,9 +381,10 @@ class Follower:
                     if not leading:
                         return
                     self._leading = True
-                    self._follow()
+                    self._lead()
                 backoff = 0.5
             except Exception as error:  # the loop must outlive a lost connection or a bad event
+                self.failures += 1
                 self.last_error = repr(error)
                 log.exception("follower %s failed; retrying in %.1fs", self.name, backoff)
                 self._stopping.wait(backoff)
@@ -287,7 +393,77 @@ class Follower:
                 self._leading = False
                 self._subscription = None
 
+    def _lead(self) -> None:
+        """Follow; at an event that keeps failing, wait (still leading, so that no other
+        replica tries it too) until an operator decides."""
+        try:
+            self._follow()
+        except EventNotApplied as failed:
+            position, times = self._failing or (failed.position, 0)
+            times = times + 1 if position == failed.position else 1
+            self._failing = (failed.position, times)
+            if times < self.failures_before_stuck:
+                raise
+            self.failures += 1
+            self.last_error = failed.error
+            self._stuck_until_decided(failed, times)
+
+    def _stuck_until_decided(self, failed: EventNotApplied, times: int) -> None:
+        stuck = self.stuck_events.record(
+            self.name, failed.position, self.source.log, failed.topic, failed.error, times
+        )
+        self.stuck, self._unresolved = stuck, failed.position
+        log.error(
+            "follower %s is stuck at %s position %d (%s) after %d failures: %s. It waits for "
+            "an operator: `dealreg followers retry '%s'` once the cause is fixed, or "
+            "`dealreg followers skip '%s' --position %d --reason ...`",
+            self.name,
+            self.source.log,
+            failed.position,
+            failed.topic,
+            times,
+            failed.error,
+            self.name,
+            self.name,
+            failed.position,
+            exc_info=failed.__cause__,
+            extra={
+                "follower": self.name,
+                "log": self.source.log,
+                "position": failed.position,
+                "topic": failed.topic,
+                "error": failed.error,
+            },
+        )
+        try:
+            while not self._stopping.wait(self.decision_poll_seconds):
+                decided = self.stuck_events.get(self.name, failed.position)
+                if decided.decision == "skip":
+                    log.warning(
+                        "follower %s skips %s position %d, as %s decided: %s",
+                        self.name,
+                        self.source.log,
+                        failed.position,
+                        decided.decided_by,
+                        decided.reason,
+                    )
+                    self._move_past(failed.position)
+                    return
+                if decided.decision == "retry" or decided.passed_at is not None:
+                    log.warning("follower %s retries position %d", self.name, failed.position)
+                    self._failing = None
+                    return
+        finally:
+            self.stuck = None
+
     def _follow(self) -> None:
+        # A stuck event recorded while another replica led (or before a restart) is marked
+        # passed once this one applies it.
+        unresolved = self.stuck_events.unresolved([self.name])
+        self._unresolved = max((s.position for s in unresolved), default=None)
+        if self._unresolved is not None and self.position() >= self._unresolved:
+            self.stuck_events.passed(self.name, self.position())
+            self._unresolved = None
         self.catch_up(stopping=self._stopping)  # in batches when behind, then one by one
         subscription = _Subscription(
             self.source.recorder,
@@ -363,6 +539,9 @@ class DecidingTarget:
     def max_tracking_id(self, application_name: str) -> int | None:
         result: int | None = self.app.recorder.max_tracking_id(application_name)
         return result
+
+    def insert_tracking(self, tracking: Tracking) -> None:
+        self.app.recorder.insert_tracking(tracking)
 
     def process(self, event: Any, tracking: Tracking) -> None:
         cause = caused_by_event(

@@ -14,7 +14,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from pydantic import AwareDatetime, BaseModel
 
@@ -95,7 +95,7 @@ class FollowerCollector(Collector):
     def __init__(self, runtime: ServiceRuntime) -> None:
         self.runtime = runtime
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         lag = GaugeMetricFamily(
             "dealreg_subscription_lag_events",
             "Events of the followed log not yet applied by this projection",
@@ -106,18 +106,39 @@ class FollowerCollector(Collector):
             "Last position of the followed log applied by this projection",
             labels=["service", "subscription"],
         )
+        stuck = GaugeMetricFamily(
+            "dealreg_follower_stuck",
+            "1 while the follower is stuck at an event it cannot apply, waiting for an operator"
+            " (`dealreg followers list`)",
+            labels=["service", "subscription"],
+        )
+        failures = CounterMetricFamily(
+            "dealreg_follower_failures",
+            "Failed attempts of this process to follow a log (lost connections included)",
+            labels=["service", "subscription"],
+        )
+        try:
+            stuck_at = {event.follower for event in self.runtime.stuck_events()}
+        except Exception:  # a scrape must not fail because the database blinked
+            log.warning("could not read the stuck events of %s", self.runtime.name, exc_info=True)
+            stuck_at = None
         for follower in self.runtime.followers:
+            labels = [self.runtime.name, follower.name]
+            failures.add_metric(labels, follower.failures)
+            if stuck_at is not None:
+                stuck.add_metric(labels, int(follower.name in stuck_at))
             try:
                 at = follower.position()
                 behind = follower.pending()
             except Exception:  # a scrape must not fail because the database blinked
                 log.warning("could not read the lag of %s", follower.name, exc_info=True)
                 continue
-            labels = [self.runtime.name, follower.name]
             position.add_metric(labels, at)
             lag.add_metric(labels, behind)
         yield lag
         yield position
+        yield stuck
+        yield failures
 
 
 def health_router(registry: CollectorRegistry) -> APIRouter:
@@ -127,16 +148,29 @@ def health_router(registry: CollectorRegistry) -> APIRouter:
     async def healthz(runtime: Runtime) -> dict[str, str]:
         return {"status": "ok", "service": runtime.name}
 
-    @router.get("/readyz", summary="Ready: database reachable and subscriptions caught up")
+    @router.get(
+        "/readyz",
+        summary="Ready: database reachable, subscriptions caught up, none stuck at an event",
+    )
     def readyz(request: Request, runtime: Runtime) -> Response:
         lagging = []
         try:
+            stuck = runtime.stuck_events()
             for follower in runtime.followers:
                 if not follower.ready:
                     lagging.append(follower.name)
         except Exception as error:
             return problem_response(
                 request, 503, "not-ready", f"The database cannot be reached: {error}"
+            )
+        if stuck:  # before "catching up": a stuck follower would be catching up forever
+            return problem_response(
+                request,
+                503,
+                "follower-stuck",
+                "; ".join(event.describe() for event in stuck)
+                + ". An operator resolves it with `dealreg followers` (see the README).",
+                stuck=[event.as_json() for event in stuck],
             )
         if lagging:
             return problem_response(
