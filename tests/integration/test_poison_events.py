@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from dealreg.cli import cli
 from services.tiering import service as tiering
 from shared.runtime import ServiceRuntime
-from shared.subscriptions import Follower
+from shared.subscriptions import Follower, FollowerStuckError
 from tests.conftest import eventually
 
 MEMBERS = "tiering_members<-tiering"
@@ -110,7 +110,11 @@ def test_a_nul_byte_is_seen_everywhere_and_skipped_with_a_reason(
         assert f"{MEMBERS} is stuck at tiering position {stuck['position']}" in problem["detail"]
         assert metric(client, "dealreg_follower_stuck") == 1
         assert (metric(client, "dealreg_follower_failures_total") or 0) >= 3
-        assert members(client).position() < stuck["position"]  # halted there, not past it
+        follower = members(client)
+        assert follower.position() < stuck["position"]  # halted there, not past it
+        eventually(lambda: follower.stuck)
+        with pytest.raises(FollowerStuckError, match="stuck at tiering position"):
+            follower.sync(timeout=30)  # what waits for the projection is told at once
 
     # After a restart it still says where it is stuck and why, not "catching up" forever.
     with tiering_service(settings_for) as client:
