@@ -139,7 +139,7 @@ def grow(database_url: str, partners: list[uuid.UUID], names: list[str], upto: i
         )
         batch += [registration, app.protect(None, registration)]
         if len(batch) >= 4000 or len(names) == upto:
-            app.save(*batch)  # type: ignore[arg-type]
+            app.save(*batch)
             batch = []
     app.close()
     return time.perf_counter() - started

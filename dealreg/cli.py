@@ -13,7 +13,7 @@ from dealreg.audit import audit
 from dealreg.catalogue import SERVICES, ServiceEntry
 from dealreg.followers import followers
 from shared.audit.causes import caused_by, caused_by_operator
-from shared.auth import Role, mint_token
+from shared.auth import Role, development_subject, mint_token
 from shared.contracts import schemas
 from shared.runtime import WorkerIsRunningError
 from shared.settings import ServiceSettings
@@ -76,7 +76,10 @@ def serve(
 def token(
     role: Annotated[Role, typer.Argument(help="The role the token grants")],
     partner_id: Annotated[UUID | None, typer.Option(help="Required for the partner role")] = None,
-    subject: Annotated[str, typer.Option(help="Who the token is for")] = "dev",
+    subject: Annotated[
+        str | None,
+        typer.Option(help="Who the token is for; default: dev-<role>[-<partner id>]"),
+    ] = None,
     ttl: Annotated[int, typer.Option(help="Lifetime in seconds")] = 8 * 3600,
 ) -> None:
     """Mint a token signed with the configured (or development) secret."""
@@ -92,7 +95,7 @@ def token(
             mint_token(
                 secret,
                 role,
-                subject=subject,
+                subject=subject or development_subject(role, partner_id),
                 partner_id=partner_id,
                 ttl_seconds=ttl,
                 audience=settings.jwt_audience,

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 
 from dealreg.catalogue import SERVICES
-from shared.auth import Role, mint_token
+from shared.auth import Role, development_subject, mint_token
 from shared.database import embedded_url, start_embedded
 from shared.settings import ServiceSettings
 
@@ -107,7 +107,7 @@ def run_all(host: str, settings: ServiceSettings, *, port_offset: int = 0) -> in
         token = mint_token(
             secret,
             Role.ADMIN,
-            subject="dev-admin",
+            subject=development_subject(Role.ADMIN),
             audience=settings.jwt_audience,
             issuer=settings.jwt_issuer,
         )

@@ -22,6 +22,10 @@ from shared.audit.causes import attribute_request
 from shared.problems import Problem
 from shared.settings import ServiceSettings
 
+ON_AUTHORIZED = "dealreg.on_authorized"
+"""Where a write request's scope holds what to call once its caller may make it: the
+Idempotency-Key's claim (``shared.idempotency``), made for the verified caller only."""
+
 
 class Role(StrEnum):
     ADMIN = "admin"
@@ -126,6 +130,12 @@ def mint_token(
     return jwt.encode(claims, secret, algorithm="HS256")
 
 
+def development_subject(role: Role, partner_id: UUID | None = None) -> str:
+    """A development token's subject: one per role and partner, so that no two callers share
+    what belongs to a subject (their Idempotency-Keys, the actor named in the log)."""
+    return f"dev-{role.value}" + (f"-{partner_id}" if partner_id else "")
+
+
 def _unauthenticated(detail: str) -> Problem:
     return Problem(
         401, "unauthenticated", detail, headers={"WWW-Authenticate": 'Bearer realm="dealreg"'}
@@ -161,7 +171,7 @@ class Allow:
         self.roles = frozenset(roles)
 
     async def __call__(
-        self, principal: Annotated[Principal, Depends(current_principal)]
+        self, request: Request, principal: Annotated[Principal, Depends(current_principal)]
     ) -> Principal:
         if principal.role not in self.roles:
             allowed = ", ".join(sorted(role.value for role in self.roles))
@@ -170,4 +180,8 @@ class Allow:
                 "forbidden-role",
                 f"The role {principal.role.value!r} may not do this; allowed: {allowed}.",
             )
+        # Only now may the request's Idempotency-Key be looked up (shared.idempotency).
+        authorized = request.scope.get(ON_AUTHORIZED)
+        if authorized is not None:
+            await authorized(principal)
         return principal

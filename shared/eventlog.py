@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime
 from typing import Any, ClassVar, TypeVar
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.domain import DomainEventProtocol
+from eventsourcing.application import (
+    AggregateNotFoundError,
+    Application,
+    ProcessingEvent,
+    Repository,
+)
+from eventsourcing.domain import DomainEventProtocol, OriginatorVersionError
 from eventsourcing.persistence import IntegrityError, JSONTranscoder, Mapper, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresFactory
 from eventsourcing.utils import Environment, get_topic
@@ -46,6 +53,84 @@ def _with_cause(domain_event: DomainEventProtocol[UUID]) -> DomainEventProtocol[
     return copy
 
 
+class RequestWrites:
+    """The events one write request decided, recorded once its answer is known.
+
+    The HTTP edge (``shared.idempotency``) puts one in force for each write request; the
+    application's ``save`` then collects instead of recording, and the edge records everything
+    in one transaction with the stored answer, or nothing if the request fails. A crash at any
+    point leaves either both or neither. Reads of the application during the request see what
+    it collected (an import's later rows see its earlier ones)."""
+
+    def __init__(self, app: ServiceApplication) -> None:
+        self.app = app
+        self.collected: ProcessingEvent[UUID] = ProcessingEvent()
+        self._by_aggregate: dict[UUID, list[Any]] = {}
+
+    def collect(self, *objs: Any) -> None:
+        before = len(self.collected.events)
+        self.collected.collect_events(*objs)
+        for event in self.collected.events[before:]:
+            self._by_aggregate.setdefault(event.originator_id, []).append(event)
+
+    def of(self, aggregate_id: UUID) -> list[Any]:
+        return self._by_aggregate.get(aggregate_id, [])
+
+    def overlaid(self, aggregate_id: UUID, recorded: Any) -> Any:
+        """An aggregate as recorded, with this request's events applied."""
+        aggregate = recorded
+        try:
+            for event in self.of(aggregate_id):
+                aggregate = event.mutate(aggregate)
+        except OriginatorVersionError as error:
+            # Another writer recorded a version this request also decided: decide again.
+            raise IntegrityError(str(error)) from error
+        return aggregate
+
+    @property
+    def empty(self) -> bool:
+        return not self.collected.events
+
+
+_request_writes: ContextVar[RequestWrites | None] = ContextVar(
+    "dealreg_request_writes", default=None
+)
+
+
+@contextmanager
+def collecting(writes: RequestWrites) -> Iterator[RequestWrites]:
+    token = _request_writes.set(writes)
+    try:
+        yield writes
+    finally:
+        _request_writes.reset(token)
+
+
+def _writes_of(app: ServiceApplication) -> RequestWrites | None:
+    writes = _request_writes.get()
+    return writes if writes is not None and writes.app is app else None
+
+
+class _RequestAwareRepository(Repository[UUID]):
+    """Reads the latest version with the request's collected events applied."""
+
+    app: ServiceApplication
+
+    def get(self, aggregate_id: UUID, *, version: int | None = None, **kwargs: Any) -> Any:
+        writes = _writes_of(self.app)
+        if writes is None or version is not None or not writes.of(aggregate_id):
+            return super().get(aggregate_id, version=version, **kwargs)
+        try:
+            recorded = super().get(aggregate_id, **kwargs)
+        except AggregateNotFoundError:
+            recorded = None
+        return writes.overlaid(aggregate_id, recorded)
+
+
+InTransaction = Callable[[Any], None]
+"""Work done with a cursor in the transaction that records a request's events."""
+
+
 class ServiceApplication(Application[UUID]):
     """A service's log: table ``<name>_events``, written by this service alone."""
 
@@ -64,6 +149,36 @@ class ServiceApplication(Application[UUID]):
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         register_transcodings(transcoder)
+
+    def construct_repository(self) -> Repository[UUID]:
+        repository = _RequestAwareRepository(event_store=self.events, snapshot_store=self.snapshots)
+        repository.app = self
+        return repository
+
+    def save(self, *objs: Any, **kwargs: Any) -> Any:
+        writes = _writes_of(self)
+        if writes is None or kwargs:
+            return super().save(*objs, **kwargs)
+        writes.collect(*objs)
+        return []
+
+    def record_request(
+        self, writes: RequestWrites, in_transaction: InTransaction | None = None
+    ) -> None:
+        """What a request collected, recorded in one transaction with ``in_transaction``."""
+        collected = writes.collected
+        if writes.empty:
+            if in_transaction is not None:
+                recorder = self.recorder
+                assert isinstance(recorder, PostgresApplicationRecorder)
+                with recorder.datastore.transaction(commit=True) as curs:
+                    in_transaction(curs)
+            return
+        if in_transaction is not None:
+            collected.saved_kwargs["in_transaction"] = in_transaction
+        recordings = self._record(collected)
+        self._take_snapshots(collected)
+        self._notify(recordings)
 
     def retrying(self, attempt: Callable[[], T], attempts: int = 5) -> T:
         """A command that loads, decides and saves: a concurrent writer of the same aggregate
@@ -114,6 +229,7 @@ class ServiceApplication(Application[UUID]):
             curs.execute(statement, (wanted,))
             rows = curs.fetchall()
         aggregates: dict[UUID, Any] = {}
+        writes = _writes_of(self)
         for row in rows:
             domain_event: Any = self.mapper.to_domain_event(
                 StoredEvent(
@@ -126,6 +242,12 @@ class ServiceApplication(Application[UUID]):
             aggregates[row["originator_id"]] = domain_event.mutate(
                 aggregates.get(row["originator_id"])
             )
+        if writes is not None:
+            for aggregate_id in wanted:
+                if writes.of(aggregate_id):
+                    aggregates[aggregate_id] = writes.overlaid(
+                        aggregate_id, aggregates.get(aggregate_id)
+                    )
         return aggregates
 
     def decode(self, notification: Any) -> Any:

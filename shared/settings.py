@@ -71,6 +71,15 @@ class ServiceSettings(BaseSettings):
         default=0.25, ge=0, description="How often the dispatcher looks for work; 0 stops it."
     )
     webhook_concurrency: int = Field(default=16, ge=1, description="Deliveries in flight.")
+    idempotency_lease_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="How long an Idempotency-Key stays claimed by a request whose process "
+        "stopped (renewed while the request runs): a retry after a crash waits this long.",
+    )
+    idempotency_retention_hours: float = Field(
+        default=24.0, gt=0, description="How long a request's stored answer is replayed."
+    )
     commissions_url: str = Field(
         default="http://127.0.0.1:8002",
         description="Where tiering reaches the commissions service (a what-if asks it for the "
@@ -84,6 +93,11 @@ class ServiceSettings(BaseSettings):
             return self.webhook_key.get_secret_value()
         passphrase = self.resolved_jwt_secret()
         return key_from_passphrase(passphrase) if passphrase else None
+
+    def resolved_answer_key(self) -> str | None:
+        """The Fernet key that seals stored answers (derived from the webhook key)."""
+        key = self.resolved_webhook_key()
+        return key_from_passphrase(f"stored answers\x00{key}") if key else None
 
     def dev_secret_path(self) -> Path:
         return self.data_dir / "jwt-secret"

@@ -23,7 +23,7 @@ from shared.audit.causes import CauseMiddleware
 from shared.auth import TokenVerifier
 from shared.database import asyncpg_dsn
 from shared.dependencies import Admin, Runtime
-from shared.idempotency import IdempotencyMiddleware
+from shared.idempotency import WriteRequestMiddleware, install_answers
 from shared.idempotency import ensure_table as ensure_idempotency_table
 from shared.problems import install_problem_handlers, problem_response
 from shared.runtime import ServiceRuntime
@@ -239,8 +239,15 @@ def create_service_api(
     registry.register(FollowerCollector(runtime))
     install_problem_handlers(api)
     ensure_idempotency_table(runtime.database_url, runtime.schema, runtime.name)
+    install_answers(api)
+    # Inside the cause: a request's events are encoded when they are recorded, after it ran.
+    api.add_middleware(
+        WriteRequestMiddleware,
+        service=runtime.name,
+        schema=runtime.schema,
+        settings=runtime.settings,
+    )
     api.add_middleware(CauseMiddleware)
-    api.add_middleware(IdempotencyMiddleware, service=runtime.name, schema=runtime.schema)
     api.add_middleware(CorrelationIdMiddleware, header_name="X-Request-ID")
     api.include_router(health_router(registry))
     api.include_router(audit_router)

@@ -138,11 +138,15 @@ class _Chained(PostgresApplicationRecorder):
         Not in pipeline mode: a save of more than about 300 kB never finished over a
         Unix-domain socket that way (client and server both blocked writing)."""
         tracking = kwargs.get("tracking")
+        in_transaction = kwargs.pop("in_transaction", None)
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
-            if tracking is None:
+            if tracking is None and in_transaction is None:
                 return self._append_events(curs, stored_events) if stored_events else None
             with conn.transaction():
-                self._insert_events(curs, stored_events, **kwargs)  # the tracking row
+                if in_transaction is not None:  # a request's stored answer, before the lock
+                    in_transaction(curs)
+                if tracking is not None:
+                    self._insert_events(curs, stored_events, **kwargs)  # the tracking row
                 return self._append_events(curs, stored_events) if stored_events else None
 
     def _append_events(
