@@ -110,7 +110,7 @@ def effects(answer: httpx.Response) -> list[str]:
 
 
 def test_a_retry_after_a_sigkill_has_one_effect_and_one_answer(registration: Stack) -> None:
-    chance = random.Random()  # noqa: S311 - where the kill falls
+    chance = random.Random()
     answered: dict[str, list[str]] = {}
     for number in range(ROUNDS):
         keyed = requests_of_round(number)
