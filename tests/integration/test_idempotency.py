@@ -9,7 +9,9 @@ from typing import Any
 
 import jwt
 import psycopg
+import pytest
 
+from services.registration.api.contracts import ContractView
 from shared.auth import Role, development_subject, mint_token
 from tests.conftest import JWT_SECRET, PARTNER_BODY, bearer, registration_body
 from tests.integration.conftest import Clients
@@ -235,3 +237,33 @@ def test_a_rotated_secret_is_replayed_but_never_stored_in_clear(clients: Clients
         ]
     assert bodies
     assert not any(secret.encode() in body or b"whsec_" in body for body in bodies)
+
+
+def test_a_write_that_fails_after_deciding_records_nothing(
+    clients: Clients, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Events are recorded once the answer is known: a 500 while answering leaves none."""
+
+    def broken(contract: Any) -> Any:
+        raise RuntimeError("the answer could not be rendered")
+
+    monkeypatch.setattr(ContractView, "of", staticmethod(broken))
+    body = {
+        "customer": {"name": "Initech", "country": "US", "domain": "initech.example"},
+        "start_date": "2027-01-01",
+        "mrr": {"amount": "100.00", "currency": "USD"},
+    }
+    with pytest.raises(RuntimeError):
+        clients.registration.post(
+            "/v1/contracts", json=body, headers=keyed(Role.CRM, "breaks-after-deciding")
+        )
+    events = clients.registration.get(
+        "/v1/events", params={"limit": 1000}, headers=bearer(Role.AUDITOR)
+    ).json()["events"]
+    assert not [e for e in events if e["type"] == "ContractSigned"]
+    monkeypatch.undo()
+    retried = clients.registration.post(
+        "/v1/contracts", json=body, headers=keyed(Role.CRM, "breaks-after-deciding")
+    )
+    assert retried.status_code == 201, retried.text
+    assert "idempotent-replayed" not in retried.headers
