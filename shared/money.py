@@ -4,44 +4,55 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Any
+from typing import Annotated, Any
 
+import iso4217
 from eventsourcing.persistence import Transcoding
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
+from pydantic_core import PydanticCustomError
 
-# ISO 4217 minor units that differ from two; every other currency code uses two.
-_MINOR_UNITS = {
-    "BHD": 3,
-    "BIF": 0,
-    "CLF": 4,
-    "CLP": 0,
-    "DJF": 0,
-    "GNF": 0,
-    "IQD": 3,
-    "ISK": 0,
-    "JOD": 3,
-    "JPY": 0,
-    "KMF": 0,
-    "KRW": 0,
-    "KWD": 3,
-    "LYD": 3,
-    "OMR": 3,
-    "PYG": 0,
-    "RWF": 0,
-    "TND": 3,
-    "UGX": 0,
-    "UYI": 0,
-    "UYW": 4,
-    "VND": 0,
-    "VUV": 0,
-    "XAF": 0,
-    "XOF": 0,
-    "XPF": 0,
+from shared.edge import RequestModel
+
+# The currencies of ISO 4217's current list (the `iso4217` package, from the maintenance agency's
+# table) with their minor units. A code counts as a currency only if it has a minor unit: every
+# amount is rounded half-even to its currency's minor unit (DOMAIN.md), and ISO gives none to the
+# codes that are not money a contract is priced in or a partner is paid in: precious metals (XAU,
+# XAG, XPT, XPD: an ounce of gold is a commodity, and a rate for it would swing a tier with the
+# metal's price), units of account (XDR, XSU, XUA, the bond-market units XBA to XBD), XTS (kept
+# for testing) and XXX ("no currency").
+_MINOR_UNITS: dict[str, int] = {
+    currency.code: currency.exponent
+    for currency in iso4217.Currency
+    if currency.exponent is not None
 }
+CURRENCIES = frozenset(_MINOR_UNITS)
 
 
 def minor_units(currency: str) -> int:
-    return _MINOR_UNITS.get(currency, 2)
+    return _MINOR_UNITS.get(currency, 2)  # two for a code recorded before codes were checked
+
+
+def _iso_4217(code: str) -> str:
+    if code not in CURRENCIES:
+        raise PydanticCustomError(
+            "currency_unknown",
+            "{code} is not an ISO 4217 currency (one of the current list that has a minor unit)",
+            {"code": code},
+        )
+    return code
+
+
+Currency = Annotated[
+    str,
+    AfterValidator(_iso_4217),
+    Field(
+        pattern=r"^[A-Z]{3}$",
+        json_schema_extra={"enum": sorted(CURRENCIES)},
+        examples=["USD"],
+        description="ISO 4217 code",
+    ),
+]
+"""A currency a request may name."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,22 +93,19 @@ class MoneyAsDict(Transcoding):
         return Money(Decimal(data["amount"]), data["currency"])
 
 
-class MoneyBody(BaseModel):
-    """Money on the wire: the amount as a decimal string (or number), never a float inside."""
+class MoneyBody(RequestModel):
+    """Money in a request: the amount as a decimal string (or number), never a float inside."""
 
     amount: Decimal = Field(ge=0, max_digits=20, decimal_places=6, examples=["1000.00"])
-    currency: str = Field(pattern=r"^[A-Z]{3}$", examples=["USD"], description="ISO 4217 code")
+    currency: Currency
 
     def to_money(self) -> Money:
         return Money(self.amount, self.currency)
 
-    @classmethod
-    def of(cls, money: Money) -> MoneyBody:
-        return cls(amount=money.amount, currency=money.currency)
-
 
 class Amount(BaseModel):
-    """Money in an answer: may be negative (a clawback, a balance carried forward)."""
+    """Money in an answer, as recorded: may be negative (a clawback, a balance carried
+    forward)."""
 
     amount: Decimal = Field(examples=["-600.00"])
     currency: str = Field(examples=["USD"])

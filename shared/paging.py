@@ -6,6 +6,7 @@ import base64
 import json
 from typing import Any
 
+from shared.edge import parse_json, unstorable
 from shared.problems import Problem
 
 
@@ -19,9 +20,12 @@ def decode_cursor(cursor: str | None, arity: int) -> list[str] | None:
         return None
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        values = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        values = parse_json(base64.urlsafe_b64decode(padded.encode()))
     except ValueError as error:
         raise Problem(400, "bad-cursor", "The cursor is not one this API handed out.") from error
     if not isinstance(values, list) or len(values) != arity:
         raise Problem(400, "bad-cursor", "The cursor is not one this API handed out.")
-    return [str(v) for v in values]
+    decoded = [str(v) for v in values]
+    if any(unstorable(value) for value in decoded):
+        raise Problem(400, "bad-cursor", "The cursor is not one this API handed out.")
+    return decoded

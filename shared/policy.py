@@ -9,7 +9,6 @@ is computed under the version in force at its time.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -19,6 +18,9 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from shared.edge import NESTING_LIMIT, DocumentTooLargeError, parse_json, refuse_unbounded
+from shared.money import Currency
 
 Motion = Literal["sell", "refer", "service", "manage", "build"]
 MOTIONS: tuple[Motion, ...] = ("sell", "refer", "service", "manage", "build")
@@ -45,6 +47,10 @@ METRICS: dict[Motion, dict[str, str]] = {
 
 Minimums = dict[str, Annotated[Decimal, Field(ge=0)]]
 
+MAX_WINDOW_DAYS = 3660
+"""Ten years: the longest window (and clawback period) a policy may set; a window reaches back
+from a program day, which must stay a representable date (``shared.program_dates``)."""
+
 
 class TierRule(BaseModel):
     """A tier, and the ways to reach it: any one alternative, with every metric at its minimum."""
@@ -66,9 +72,14 @@ class MotionTiers(BaseModel):
 class TierPolicy(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    window_days: int = Field(default=365, ge=1, description="The trailing window of metrics")
+    window_days: int = Field(
+        default=365, ge=1, le=MAX_WINDOW_DAYS, description="The trailing window of metrics"
+    )
     demotion_grace_quarters: int = Field(
-        default=1, ge=0, description="Full quarters below a threshold before a review demotes"
+        default=1,
+        ge=0,
+        le=MAX_WINDOW_DAYS // 90,
+        description="Full quarters below a threshold before a review demotes",
     )
     motions: dict[Motion, MotionTiers]
 
@@ -109,7 +120,7 @@ class PremiumAssociate(BaseModel):
     qualifying_referrals: int = Field(
         default=5, ge=0, description="Won referrals in the window before one that may earn it"
     )
-    window_days: int = Field(default=365, ge=1)
+    window_days: int = Field(default=365, ge=1, le=MAX_WINDOW_DAYS)
 
 
 class CommissionPolicy(BaseModel):
@@ -135,7 +146,10 @@ class CommissionPolicy(BaseModel):
     referral_fee: Rate = Field(default=Decimal("0.10"), description="Of first-year value, once")
     premium_associate: PremiumAssociate = PremiumAssociate()
     clawback_days: int = Field(
-        default=90, ge=0, description="A cancellation this soon reverses one-time fees and bonuses"
+        default=90,
+        ge=0,
+        le=MAX_WINDOW_DAYS,
+        description="A cancellation this soon reverses one-time fees and bonuses",
     )
 
 
@@ -144,7 +158,7 @@ class ProgramPolicy(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    reporting_currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
+    reporting_currency: Currency = "USD"
     tiers: TierPolicy
     commissions: CommissionPolicy = CommissionPolicy()
 
@@ -171,7 +185,19 @@ class PolicyDocumentError(ValueError):
 
 
 class _DecimalLoader(yaml.SafeLoader):
-    """Reads numbers with a fraction as exact decimals: a rate of 0.10 never passes a float."""
+    """Reads numbers with a fraction as exact decimals: a rate of 0.10 never passes a float; and
+    nodes nested at most ``NESTING_LIMIT`` deep (composing a node is recursive)."""
+
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        self._depth += 1
+        try:
+            if self._depth > NESTING_LIMIT:
+                raise DocumentTooLargeError(f"nested deeper than {NESTING_LIMIT} levels")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 _DecimalLoader.add_constructor(
@@ -183,9 +209,9 @@ _DecimalLoader.add_constructor(
 def parse_policy(text: str | bytes, *, media_type: str = "application/yaml") -> ProgramPolicy:
     try:
         data: Any = (
-            json.loads(text, parse_float=Decimal)
+            parse_json(text, parse_float=Decimal)
             if "json" in media_type
-            else yaml.load(text, Loader=_DecimalLoader)  # noqa: S506 (a safe loader)
+            else refuse_unbounded(yaml.load(text, Loader=_DecimalLoader))  # noqa: S506 (safe)
         )
     except (ValueError, yaml.YAMLError) as error:
         raise PolicyDocumentError(f"not a readable {media_type} document: {error}") from error

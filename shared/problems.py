@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -22,6 +23,7 @@ _TITLES = {
     404: "Not found",
     405: "Method not allowed",
     409: "Conflict",
+    413: "Content too large",
     415: "Unsupported media type",
     422: "Unprocessable content",
     503: "Service unavailable",
@@ -50,6 +52,16 @@ class Problem(Exception):
         self.extensions = extensions
 
 
+class ProblemResponse(JSONResponse):
+    """problem+json in ASCII: a detail may quote what the client sent, lone surrogates too, and
+    those have no UTF-8 encoding (``\\ud800`` escaped is valid JSON)."""
+
+    media_type = PROBLEM_JSON
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, allow_nan=False, separators=(",", ":")).encode("ascii")
+
+
 def problem_response(
     request: Request,
     status: int,
@@ -59,7 +71,7 @@ def problem_response(
     title: str | None = None,
     headers: dict[str, str] | None = None,
     **extensions: Any,
-) -> JSONResponse:
+) -> ProblemResponse:
     body = {
         "type": f"/problems/{kind}",
         "title": title or _TITLES.get(status, "Error"),
@@ -68,9 +80,7 @@ def problem_response(
         "instance": request.url.path,
         **extensions,
     }
-    return JSONResponse(
-        jsonable_encoder(body), status_code=status, media_type=PROBLEM_JSON, headers=headers
-    )
+    return ProblemResponse(jsonable_encoder(body), status_code=status, headers=headers)
 
 
 def _slug(status: int) -> str:

@@ -18,6 +18,7 @@ from services.commissions.projections import LedgerView, TiersView
 from shared.audit.index import audit_trail
 from shared.clock import ServiceClock, utc_now
 from shared.contracts import TierChanged
+from shared.edge import TooLargeAsProblem
 from shared.runtime import ServiceRuntime, open_database, own_log, published_log
 from shared.settings import ServiceSettings
 from shared.subscriptions import DecidingTarget, Follower
@@ -100,9 +101,11 @@ def build_runtime(
 
 
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
-    return create_service_api(
+    api = create_service_api(
         build_runtime(settings),
         routers,
         title="dealreg commissions",
         description="What partners earn on the contracts they win, line by line, explained.",
     )
+    api.add_middleware(TooLargeAsProblem)  # until shared/web.py installs it
+    return api

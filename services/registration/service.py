@@ -23,6 +23,7 @@ from services.registration.projections import (
 from shared.audit.index import audit_trail
 from shared.clock import ServiceClock, utc_now
 from shared.contracts import PartnerEnrolled, PartnerMembershipChanged, TierChanged
+from shared.edge import TooLargeAsProblem
 from shared.runtime import ServiceRuntime, open_database, own_log, published_log
 from shared.settings import ServiceSettings
 from shared.subscriptions import Follower
@@ -96,7 +97,7 @@ def build_runtime(
 
 
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
-    return create_service_api(
+    api = create_service_api(
         build_runtime(settings),
         routers,
         title="dealreg registration",
@@ -105,3 +106,5 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             "renewals, direct-sales conflicts, bulk import."
         ),
     )
+    api.add_middleware(TooLargeAsProblem)  # until shared/web.py installs it
+    return api

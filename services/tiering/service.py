@@ -17,6 +17,7 @@ from services.tiering.projections import ActivityView, MemberRegister, MembersVi
 from shared.audit.index import audit_trail
 from shared.clock import ServiceClock, utc_now
 from shared.contracts import ContractRenewed, ContractSigned, DealRegistered
+from shared.edge import TooLargeAsProblem
 from shared.runtime import ServiceRuntime, open_database, own_log, published_log
 from shared.settings import ServiceSettings
 from shared.subscriptions import DecidingTarget, Follower
@@ -85,9 +86,11 @@ def build_runtime(
 
 
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
-    return create_service_api(
+    api = create_service_api(
         build_runtime(settings),
         routers,
         title="dealreg tiering",
         description="The partner program: members, what they signed and achieved, their tiers.",
     )
+    api.add_middleware(TooLargeAsProblem)  # until shared/web.py installs it
+    return api

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from uuid import UUID
 
 import asyncpg
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime, BaseModel, Field
@@ -22,6 +22,7 @@ from shared.audit.chain import chain_table
 from shared.audit.index import ACTOR, CORRELATION, CUSTOMER, index_table
 from shared.codec import build_transcoder
 from shared.dependencies import Auditor, Pool, Runtime
+from shared.edge import storable_parameters
 from shared.problems import Problem
 
 _transcoder = build_transcoder()
@@ -87,7 +88,7 @@ AsOf = Annotated[
 
 _COLUMNS = "e.notification_id, e.originator_id, e.originator_version, e.topic, e.state"
 
-audit_router = APIRouter(tags=["audit"])
+audit_router = APIRouter(tags=["audit"], dependencies=[Depends(storable_parameters)])
 
 
 @audit_router.get("/v1/events", response_model=EventPage, summary="Read this service's log")

@@ -12,11 +12,16 @@ from pydantic import AwareDatetime, BaseModel
 
 from shared.auth import Allow, Principal, Role
 from shared.dependencies import Pool, Runtime
+from shared.edge import RequestModel, storable_parameters
 from shared.paging import decode_cursor, encode_cursor
 from shared.problems import Problem
 from shared.webhooks.outbox import tables
 
-deliveries = APIRouter(prefix="/v1/webhooks", tags=["webhook deliveries"])
+deliveries = APIRouter(
+    prefix="/v1/webhooks",
+    tags=["webhook deliveries"],
+    dependencies=[Depends(storable_parameters)],
+)
 
 Watcher = Annotated[Principal, Depends(Allow(Role.ADMIN, Role.AUDITOR, Role.PARTNER))]
 Operator = Annotated[Principal, Depends(Allow(Role.ADMIN, Role.PARTNER))]
@@ -54,7 +59,7 @@ class Requeued(BaseModel):
     requeued: int
 
 
-class Recovery(BaseModel):
+class Recovery(RequestModel):
     endpoint_id: UUID
     since: AwareDatetime
 

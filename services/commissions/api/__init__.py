@@ -6,7 +6,8 @@ from services.commissions.api.payouts import payouts
 from services.commissions.api.rates import rates
 from services.commissions.api.statements import statements
 from services.commissions.api.whatif import what_if
+from shared.edge import service_edge
 
-routers = [statements, ledger, payouts, partners, partner_tiers, rates, what_if]
+routers = [service_edge(statements, ledger, payouts, partners, partner_tiers, rates, what_if)]
 
 __all__ = ["routers"]

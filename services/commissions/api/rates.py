@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from services.commissions.api.common import Commissions, Now, Reader
 from shared.policy import CommissionPolicy
+from shared.program_dates import ProgramDate
 
 rates = APIRouter(prefix="/v1/rates", tags=["rates"])
 
@@ -21,7 +22,9 @@ class RatesInForce(BaseModel):
 
 
 @rates.get("", response_model=RatesInForce, summary="Commission rates in force on a day")
-def rates_in_force(app: Commissions, _: Reader, now: Now, on: date | None = None) -> RatesInForce:
+def rates_in_force(
+    app: Commissions, _: Reader, now: Now, on: ProgramDate | None = None
+) -> RatesInForce:
     day = on or now.date()
     version = app.rate_card().policies.version_on(day)
     return RatesInForce(

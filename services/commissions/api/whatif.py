@@ -14,10 +14,14 @@ from shared.whatif import DraftPolicy, StatementsWhatIf, StatementsWhatIfRequest
 
 what_if = APIRouter(prefix="/v1", tags=["what-if"])
 
+TIER_CHANGES_BODY_LIMIT = 128 * 1024 * 1024
+"""Bytes. Tiering sends every tier change of the history it replayed (under 1 KiB each)."""
+
 
 @what_if.post(
     "/what-if",
     response_model=StatementsWhatIf,
+    max_body_size=TIER_CHANGES_BODY_LIMIT,
     summary="Statements replayed under a draft policy (tiering's what-if asks)",
     description="The statements of the whole history under the live policy and under the "
     "draft, with the tier changes tiering's replay decided under it; every statement whose "

@@ -6,7 +6,8 @@ from services.registration.api.imports import imports
 from services.registration.api.registrations import registrations
 from services.registration.api.review import review
 from services.registration.api.webhooks import webhooks
+from shared.edge import service_edge
 
-routers = [registrations, review, contracts, direct_deals, imports, webhooks]
+routers = [service_edge(registrations, review, contracts, direct_deals, imports, webhooks)]
 
 __all__ = ["routers"]

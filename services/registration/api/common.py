@@ -26,7 +26,8 @@ from services.registration.domain.registrations import (
 )
 from shared.auth import Allow, Principal, Role
 from shared.dependencies import Runtime
-from shared.money import MoneyBody
+from shared.edge import RequestModel
+from shared.money import Amount
 from shared.problems import Problem
 
 
@@ -79,7 +80,7 @@ def rule_problem(error: RegistrationRuleError | AggregateNotFoundError) -> Probl
     return Problem(422, "rule-of-engagement", str(error))
 
 
-class CustomerBody(BaseModel):
+class CustomerBody(RequestModel):
     name: str = Field(min_length=1, max_length=300)
     country: str = Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2")
     domain: str | None = Field(default=None, max_length=255, examples=["www.acme.co.uk"])
@@ -107,7 +108,7 @@ class RegistrationView(BaseModel):
     country: str
     product_line: str
     motion: Literal["sell", "refer"]
-    estimated_value: MoneyBody
+    estimated_value: Amount
     expected_close: date
     external_id: str | None
     status: str
@@ -130,7 +131,7 @@ class RegistrationView(BaseModel):
             country=registration.country,
             product_line=registration.product_line,
             motion=registration.motion,
-            estimated_value=MoneyBody.of(registration.estimated_value),
+            estimated_value=Amount.of(registration.estimated_value),
             expected_close=registration.expected_close,
             external_id=registration.external_id,
             status=registration.status,

@@ -9,20 +9,23 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError
 from fastapi import APIRouter, Depends
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from services.registration.api.common import App, Crm, CustomerBody, Now, Reader, rule_problem
 from services.registration.application import NewContract
-from services.registration.domain.contracts import DEFAULT_TERM_MONTHS, Contract
+from services.registration.domain.contracts import DEFAULT_TERM_MONTHS, Contract, contract_end
 from services.registration.domain.registrations import RegistrationRuleError
 from shared.auth import Allow, Principal, Role
-from shared.money import MoneyBody
+from shared.edge import RequestModel
+from shared.money import Amount, MoneyBody
 from shared.problems import Problem
+from shared.program_dates import LAST_DAY, in_program
 
 contracts = APIRouter(prefix="/v1/contracts", tags=["contracts"])
 
 
-class ContractRequest(BaseModel):
+class ContractRequest(RequestModel):
     registration_id: UUID | None = Field(default=None, description="The registration it wins")
     partner_id: UUID | None = Field(default=None, description="None for a direct deal")
     customer: CustomerBody | None = Field(
@@ -35,6 +38,25 @@ class ContractRequest(BaseModel):
     external_id: str | None = Field(
         default=None, min_length=1, max_length=200, description="CRM id; unique"
     )
+
+    @field_validator("term_months")
+    @classmethod
+    def _ends_in_program(cls, term_months: int, info: ValidationInfo) -> int:
+        start = info.data.get("start_date")
+        if start is not None and in_program(start):
+            end = contract_end(start, term_months)
+            if not in_program(end):
+                raise PydanticCustomError(
+                    "term_outside_program",
+                    "a term of {months} months from {start} ends on {end}, after {last}",
+                    {
+                        "months": term_months,
+                        "start": start.isoformat(),
+                        "end": end.isoformat(),
+                        "last": LAST_DAY.isoformat(),
+                    },
+                )
+        return term_months
 
     @model_validator(mode="after")
     def _names_customer(self) -> ContractRequest:
@@ -64,8 +86,8 @@ class ContractView(BaseModel):
     start_date: date
     term_months: int
     end_date: date
-    mrr: MoneyBody
-    one_time: MoneyBody | None
+    mrr: Amount
+    one_time: Amount | None
     external_id: str | None
     renewal_due_on: date
     status: str
@@ -84,8 +106,8 @@ class ContractView(BaseModel):
             start_date=contract.start_date,
             term_months=contract.term_months,
             end_date=contract.end_date,
-            mrr=MoneyBody.of(contract.mrr),
-            one_time=MoneyBody.of(contract.one_time) if contract.one_time else None,
+            mrr=Amount.of(contract.mrr),
+            one_time=Amount.of(contract.one_time) if contract.one_time else None,
             external_id=contract.external_id,
             renewal_due_on=contract.renewal_due_on,
             status=contract.status,
@@ -141,13 +163,13 @@ async def get_contract(contract_id: UUID, app: App, principal: Reader) -> Contra
     return ContractView.of(await run_in_threadpool(_visible, app, contract_id, principal))
 
 
-class RenewalRequest(BaseModel):
+class RenewalRequest(RequestModel):
     term_months: int = Field(default=DEFAULT_TERM_MONTHS, ge=1, le=120)
     mrr: MoneyBody | None = Field(default=None, description="Defaults to the current MRR")
     external_id: str | None = Field(default=None, max_length=200)
 
 
-class CancellationRequest(BaseModel):
+class CancellationRequest(RequestModel):
     effective_on: date
     reason: str = Field(default="", max_length=2000)
 

@@ -15,6 +15,7 @@ from services.registration.application import NewDirectDeal
 from services.registration.domain.direct import DirectDeal
 from services.registration.domain.registrations import RegistrationRuleError
 from shared.auth import Allow, Principal, Role
+from shared.edge import RequestModel
 from shared.problems import Problem
 
 direct_deals = APIRouter(prefix="/v1/direct-deals", tags=["direct deals"])
@@ -22,7 +23,7 @@ direct_deals = APIRouter(prefix="/v1/direct-deals", tags=["direct deals"])
 Vendor = Annotated[Principal, Depends(Allow(Role.ADMIN, Role.CHANNEL_MANAGER, Role.CRM))]
 
 
-class DirectDealRequest(BaseModel):
+class DirectDealRequest(RequestModel):
     customer: CustomerBody
     product_line: str = Field(min_length=1, max_length=100)
     owner: str = Field(min_length=1, max_length=200, description="The vendor's sales rep or team")

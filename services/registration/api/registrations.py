@@ -32,6 +32,7 @@ from services.registration.domain.registrations import (
 from shared.audit.api import AsOf
 from shared.auth import Role
 from shared.dependencies import Pool
+from shared.edge import RequestModel
 from shared.money import MoneyBody
 from shared.paging import decode_cursor, encode_cursor
 from shared.problems import Problem
@@ -39,7 +40,7 @@ from shared.problems import Problem
 registrations = APIRouter(prefix="/v1/registrations", tags=["registrations"])
 
 
-class RegistrationRequest(BaseModel):
+class RegistrationRequest(RequestModel):
     partner_id: UUID | None = Field(
         default=None, description="Required, except with a partner token (its own id)"
     )
@@ -177,18 +178,18 @@ async def get_registration(
     return RegistrationView.of(registration, principal)
 
 
-class ResubmitRequest(BaseModel):
+class ResubmitRequest(RequestModel):
     customer: CustomerBody
     product_line: str = Field(min_length=1, max_length=100)
     estimated_value: MoneyBody
     expected_close: date
 
 
-class Note(BaseModel):
+class Note(RequestModel):
     note: str = Field(default="", max_length=2000)
 
 
-class Closing(BaseModel):
+class Closing(RequestModel):
     reason: str = Field(default="", max_length=2000)
     on: date | None = Field(default=None, description="Defaults to today")
 

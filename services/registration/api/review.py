@@ -27,6 +27,7 @@ from services.registration.domain.registrations import (
     RegistrationRuleError,
 )
 from shared.dependencies import Pool
+from shared.edge import RequestModel
 from shared.problems import Problem
 
 review = APIRouter(tags=["review"])
@@ -119,12 +120,12 @@ async def queue(
     return Queue(items=items, next_cursor=next_cursor)
 
 
-class Rejection(BaseModel):
+class Rejection(RequestModel):
     reason_code: Literal[tuple(sorted(REJECTION_REASONS))]  # type: ignore[valid-type]
     note: str = Field(default="", max_length=2000)
 
 
-class Note(BaseModel):
+class Note(RequestModel):
     note: str = Field(default="", max_length=2000)
 
 

@@ -17,6 +17,7 @@ from services.registration.domain.webhooks import Endpoint, EndpointError
 from shared.auth import Allow, Principal, Role
 from shared.contracts import WEBHOOK_EVENT_TYPES
 from shared.dependencies import Runtime
+from shared.edge import RequestModel
 from shared.problems import Problem
 from shared.webhooks.addresses import EndpointUrlError, check_endpoint_url
 from shared.webhooks.secrets import SecretBox, new_secret
@@ -41,7 +42,7 @@ def secret_box(runtime: Runtime) -> SecretBox:
 Box = Annotated[SecretBox, Depends(secret_box)]
 
 
-class EndpointRequest(BaseModel):
+class EndpointRequest(RequestModel):
     url: str = Field(max_length=2000, examples=["https://portal.example.com/dealreg"])
     event_types: list[str] = Field(
         min_length=1, description=f"Any of {sorted(WEBHOOK_EVENT_TYPES)}"
@@ -53,7 +54,7 @@ class EndpointRequest(BaseModel):
     description: str = Field(default="", max_length=500)
 
 
-class EndpointChange(BaseModel):
+class EndpointChange(RequestModel):
     url: str | None = Field(default=None, max_length=2000)
     event_types: list[str] | None = Field(default=None, min_length=1)
     description: str | None = Field(default=None, max_length=500)

@@ -12,6 +12,7 @@ import shared.contracts as published
 from services.registration.domain.registrations import RegistrationRuleError, TransitionError
 from shared.contracts import publishes
 from shared.money import Money
+from shared.program_dates import LAST_DAY
 
 RENEWAL_WINDOW = timedelta(days=90)
 DEFAULT_TERM_MONTHS = 12
@@ -189,6 +190,11 @@ class Contract(Aggregate):
         if new_mrr.currency != self.mrr.currency:
             raise RegistrationRuleError("a renewal keeps the contract's currency")
         start = self.end_date + timedelta(days=1)
+        if contract_end(start, term_months) > LAST_DAY:
+            raise RegistrationRuleError(
+                f"term_months: a renewal of {term_months} months would end after"
+                f" {LAST_DAY.isoformat()}, the program's last day"
+            )
         self.renewed(
             customer_key=self.customer_key,
             partner_id=self.partner_id,

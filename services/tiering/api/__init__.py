@@ -5,7 +5,8 @@ from services.tiering.api.partners import partners
 from services.tiering.api.program import program
 from services.tiering.api.tiers import tiers
 from services.tiering.api.whatif import what_if
+from shared.edge import service_edge
 
-routers = [partners, achievements, tiers, program, what_if]
+routers = [service_edge(partners, achievements, tiers, program, what_if)]
 
 __all__ = ["routers"]

@@ -9,11 +9,12 @@ from typing import Literal
 from uuid import UUID
 
 from fastapi import APIRouter
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from services.tiering.api.common import Manager, Tiering, Today
 from services.tiering.api.partners import PartnerStanding, recorded
 from shared.dependencies import Pool
+from shared.edge import RequestModel
 from shared.money import MoneyBody
 
 achievements = APIRouter(prefix="/v1/partners/{partner_id}", tags=["achievements"])
@@ -21,13 +22,13 @@ achievements = APIRouter(prefix="/v1/partners/{partner_id}", tags=["achievements
 Track = Literal["sales", "services"]
 
 
-class TrainingRequest(BaseModel):
+class TrainingRequest(RequestModel):
     track: Track
     level: Literal[101, 201, 301]
     completed_on: date | None = Field(default=None, description="Defaults to today")
 
 
-class CertificationRequest(BaseModel):
+class CertificationRequest(RequestModel):
     individual: str = Field(min_length=1, max_length=200, description="Who is certified")
     certification: str = Field(min_length=1, max_length=200)
     track: Track = "services"
@@ -35,22 +36,22 @@ class CertificationRequest(BaseModel):
     expires_on: date | None = None
 
 
-class ProjectRequest(BaseModel):
+class ProjectRequest(RequestModel):
     project: str = Field(min_length=1, max_length=200, description="Unique per partner")
     completed_on: date | None = Field(default=None, description="Defaults to today")
 
 
-class IntegrationRequest(BaseModel):
+class IntegrationRequest(RequestModel):
     integration: str = Field(min_length=1, max_length=200, description="Unique per partner")
     certified_on: date | None = Field(default=None, description="Defaults to today")
 
 
-class JointCustomerRequest(BaseModel):
+class JointCustomerRequest(RequestModel):
     customer: str = Field(min_length=1, max_length=300, description="Customer key or name")
     since: date | None = Field(default=None, description="Defaults to today")
 
 
-class ManagedRevenueRequest(BaseModel):
+class ManagedRevenueRequest(RequestModel):
     month: date = Field(description="Any day of the month reported")
     mrr: MoneyBody = Field(description="Recurring revenue under management that month")
 

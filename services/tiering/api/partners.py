@@ -25,11 +25,13 @@ from services.tiering.domain.partners import MembershipError, Partner
 from shared.audit.api import AsOf
 from shared.auth import Allow, Principal, Role
 from shared.dependencies import Pool, Runtime
-from shared.money import MoneyBody
+from shared.edge import RequestModel
+from shared.money import Amount
 from shared.problems import Problem
+from shared.program_dates import ProgramDate
 
 
-class EnrolmentRequest(BaseModel):
+class EnrolmentRequest(RequestModel):
     legal_name: str = Field(min_length=1, max_length=300)
     home_country: str = Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2")
     regions: list[str] = Field(min_length=1, description="Regions the partner operates in")
@@ -57,7 +59,7 @@ class MotionStanding(BaseModel):
     needs: list[list[Shortfall]] = Field(
         description="For each way of reaching the next tier, what is still short of it"
     )
-    unconverted: list[MoneyBody] = Field(
+    unconverted: list[Amount] = Field(
         description="Amounts left out because the program has published no rate for them yet"
     )
 
@@ -136,7 +138,7 @@ async def partner_standing(
                     [Shortfall(metric=f.metric, have=f.have, need=f.need) for f in way]
                     for way in s.assessment.needs
                 ],
-                unconverted=[MoneyBody.of(m) for m in s.measured.unconverted],
+                unconverted=[Amount.of(m) for m in s.measured.unconverted],
             )
             for s in standings
         ],
@@ -175,7 +177,9 @@ async def standing(
     runtime: Runtime,
     pool: Pool,
     principal: Reader,
-    on: Annotated[date | None, Query(description="Measured on this day; default today")] = None,
+    on: Annotated[
+        ProgramDate | None, Query(description="Measured on this day; default today")
+    ] = None,
     as_of: AsOf = None,
 ) -> PartnerStanding:
     if not principal.may_see_partner(partner_id):
@@ -208,12 +212,12 @@ async def list_partners(
     return PartnerPage(partners=page, next_cursor=next_cursor)
 
 
-class AddendumRequest(BaseModel):
+class AddendumRequest(RequestModel):
     motion: Motion
     signed_on: date | None = Field(default=None, description="Defaults to today")
 
 
-class TerminationRequest(BaseModel):
+class TerminationRequest(RequestModel):
     effective_on: date | None = Field(default=None, description="Defaults to today")
     reason: str = Field(min_length=1, max_length=500)
 
@@ -300,7 +304,7 @@ async def offboard(
     )
 
 
-class RegionsRequest(BaseModel):
+class RegionsRequest(RequestModel):
     regions: list[str] = Field(min_length=1, description="Every region the partner operates in")
     effective_on: date | None = Field(default=None, description="Defaults to today")
 

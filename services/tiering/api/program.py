@@ -14,8 +14,11 @@ from pydantic import BaseModel, Field
 from services.tiering.api.common import Admin, Staff, Tiering, Today
 from services.tiering.domain.program import PolicyChangeError
 from shared.auth import Allow, Principal, Role
+from shared.edge import RequestModel
+from shared.money import Currency
 from shared.policy import PolicyDocumentError, PolicyVersion, ProgramPolicy, parse_policy
 from shared.problems import Problem
+from shared.program_dates import ProgramDate
 
 program = APIRouter(prefix="/v1/program", tags=["program"])
 
@@ -108,7 +111,9 @@ async def adopt_policy(
     app: Tiering,
     today: Today,
     admin: Admin,
-    effective_on: Annotated[date, Query(description="The first day the version is in force")],
+    effective_on: Annotated[
+        ProgramDate, Query(description="The first day the version is in force")
+    ],
     note: Annotated[str, Query(max_length=500)] = "",
 ) -> VersionSummary:
     policy = await policy_sent(request)
@@ -126,9 +131,9 @@ async def adopt_policy(
     return VersionSummary.of(version)
 
 
-class RatesRequest(BaseModel):
+class RatesRequest(RequestModel):
     month: date = Field(description="Any day of the month the rates are for")
-    rates: dict[str, Decimal] = Field(
+    rates: dict[Currency, Decimal] = Field(
         description="Currency code: worth of one unit in the reporting currency",
         examples=[{"EUR": "1.08", "GBP": "1.27"}],
     )

@@ -20,6 +20,7 @@ from shared.auth import Role
 from shared.dependencies import Pool
 from shared.paging import decode_cursor, encode_cursor
 from shared.problems import Problem
+from shared.program_dates import ProgramDate
 
 tiers = APIRouter(prefix="/v1/tiers", tags=["tiers"])
 
@@ -65,8 +66,10 @@ async def movements(
     principal: Reader,
     partner_id: UUID | None = None,
     motion: AnyMotion | None = None,
-    since: Annotated[date | None, Query(alias="from", description="Effective on or after")] = None,
-    until: Annotated[date | None, Query(description="Effective on or before")] = None,
+    since: Annotated[
+        ProgramDate | None, Query(alias="from", description="Effective on or after")
+    ] = None,
+    until: Annotated[ProgramDate | None, Query(description="Effective on or before")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     cursor: str | None = None,
 ) -> Movements:

@@ -1,0 +1,191 @@
+"""The edge of every service: what a request must be before any command sees it.
+
+A log must never hold an event that its own readers cannot read, so a request is refused (4xx,
+naming the field) unless:
+
+- its text is text PostgreSQL can store: no NUL (U+0000), which text columns refuse, and no lone
+  surrogate (U+D800 to U+DFFF), which has no UTF-8 encoding. JSON lets both through
+  (``"\\u0000"``, ``"\\ud800"``). Request bodies check every string they hold
+  (``RequestModel``), query and path parameters likewise (``service_edge``);
+- its dates lie in the program's range (``shared.program_dates``);
+- it is of a bounded size: a body at most ``REQUEST_BODY_LIMIT`` (a route may allow more, as
+  imports do), a text field at most ``TEXT_LIMIT`` characters unless the field says less, a
+  document nested at most ``NESTING_LIMIT`` deep with at most ``NODE_LIMIT`` values (YAML
+  aliases counted each time they are used).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import date
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic_core import PydanticCustomError
+from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shared.problems import problem_response
+from shared.program_dates import in_program, outside_program_error
+
+REQUEST_BODY_LIMIT = 1024 * 1024
+"""Bytes. The largest request a service takes, a policy document, is a few KiB."""
+TEXT_LIMIT = 2000
+"""Characters of a text field that names no bound of its own (the longest, notes, take 2,000)."""
+NESTING_LIMIT = 32
+"""Levels of a JSON or YAML document; a policy document has 7, an import row 3."""
+NODE_LIMIT = 100_000
+"""Values in a document (a policy document has about 100)."""
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def unstorable(text: str) -> str | None:
+    """What in ``text`` PostgreSQL text cannot hold, described; None when it can hold it all."""
+    if "\x00" in text:
+        return "U+0000 (NUL), which text cannot hold"
+    if not text.isascii() and (surrogate := _SURROGATE.search(text)):
+        return f"a lone surrogate (U+{ord(surrogate.group()):04X}), which is not text"
+    return None
+
+
+def _check(value: Any, where: str = "") -> None:
+    """Raise a validation error for the first unstorable text or out-of-range date in
+    ``value``, walking lists, sets and dicts (keys too). Nested request models checked
+    themselves."""
+    if isinstance(value, str):
+        if reason := unstorable(value):
+            raise PydanticCustomError(
+                "text_unstorable", "{where}contains {reason}", {"where": where, "reason": reason}
+            )
+    elif isinstance(value, date):
+        if not in_program(value):
+            raise outside_program_error(value)
+    elif isinstance(value, list | tuple | set | frozenset):
+        for index, item in enumerate(value):
+            _check(item, f"{where}item {index} ")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check(key, f"{where}key {key!r} ")
+            _check(item, f"{where}{key!r} ")
+    elif isinstance(value, BaseModel) and not isinstance(value, RequestModel):
+        for name, item in value:
+            _check(item, f"{where}{name} ")
+
+
+class RequestModel(BaseModel):
+    """The base of every request body (and import row): every string storable and at most
+    ``TEXT_LIMIT`` characters unless its field says otherwise; every date in the program."""
+
+    model_config = ConfigDict(str_max_length=TEXT_LIMIT)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _storable(cls, value: Any) -> Any:
+        _check(value)
+        return value
+
+
+async def storable_parameters(request: Request) -> None:
+    """Query and path parameters hold text PostgreSQL can store (422 naming the parameter)."""
+    errors = [
+        {
+            "type": "text_unstorable",
+            "loc": (place, name),
+            "msg": f"contains {reason}",
+            "input": None,
+        }
+        for place, items in (
+            ("path", request.path_params.items()),
+            ("query", request.query_params.multi_items()),
+        )
+        for name, value in items
+        if isinstance(value, str) and (reason := unstorable(value))
+    ]
+    if errors:
+        raise RequestValidationError(errors)
+
+
+class TooLargeAsProblem:
+    """ASGI middleware: a body over its route's ``max_body_size`` answered as every error is, a
+    problem (``/problems/content-too-large``). Starlette's body limit, which enforces
+    ``max_body_size``, answers a request whose Content-Length announces too much with a bare
+    text 413 of its own."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        replaced = False
+
+        async def send_as_problem(message: Message) -> None:
+            nonlocal replaced
+            if message["type"] == "http.response.start" and message["status"] == 413:
+                headers = dict(message.get("headers", []))
+                if headers.get(b"content-type", b"").startswith(b"text/plain"):
+                    replaced = True
+                    limit = scope.get(MAX_BODY_SIZE_SCOPE_KEY)
+                    problem = problem_response(
+                        Request(scope),
+                        413,
+                        "content-too-large",
+                        f"The request body is larger than the {limit} bytes this route takes.",
+                        limit=limit,
+                    )
+                    await problem(scope, receive, send)
+                    return
+            if replaced:
+                return  # the bare 413's own body
+            await send(message)
+
+        await self.app(scope, receive, send_as_problem)
+
+
+def service_edge(*routers: APIRouter) -> APIRouter:
+    """A service's routers behind its edge: bodies at most ``REQUEST_BODY_LIMIT`` bytes unless a
+    route sets its own ``max_body_size``, and parameters of storable text."""
+    edge = APIRouter(max_body_size=REQUEST_BODY_LIMIT, dependencies=[Depends(storable_parameters)])
+    for router in routers:
+        edge.include_router(router)
+    return edge
+
+
+# --- documents ------------------------------------------------------------------------------
+
+
+class DocumentTooLargeError(ValueError):
+    """A JSON or YAML document nested deeper than ``NESTING_LIMIT`` or holding more than
+    ``NODE_LIMIT`` values."""
+
+
+def refuse_unbounded(document: Any) -> Any:
+    """``document`` itself, if it is nested and sized within the limits."""
+    stack = [(document, 1)]
+    values = 0
+    while stack:
+        value, depth = stack.pop()
+        values += 1
+        if depth > NESTING_LIMIT:
+            raise DocumentTooLargeError(f"nested deeper than {NESTING_LIMIT} levels")
+        if values > NODE_LIMIT:
+            raise DocumentTooLargeError(f"more than {NODE_LIMIT} values")
+        if isinstance(value, dict):
+            stack.extend((item, depth + 1) for item in value.values())
+        elif isinstance(value, list):
+            stack.extend((item, depth + 1) for item in value)
+    return document
+
+
+def parse_json(text: str | bytes, **options: Any) -> Any:
+    """``json.loads``, within the document limits (``DocumentTooLargeError`` beyond them)."""
+    try:
+        document = json.loads(text, **options)
+    except RecursionError as error:  # the C decoder stops at the interpreter's recursion limit
+        raise DocumentTooLargeError(f"nested deeper than {NESTING_LIMIT} levels") from error
+    return refuse_unbounded(document)

@@ -1,0 +1,45 @@
+"""The days a program speaks of: 1900-01-01 to 2999-12-31.
+
+Every date a request carries lies in this range, and so does the last day of every term it sets
+(a start and its months). The program's arithmetic reaches a little beyond the days it is given:
+a renewal falls due 90 days before a term ends, metrics look back over a trailing window, a
+renewal starts the day after an end. Python's dates stop at year 1 and year 9999, so a request
+dated 0001-01-01 or 9999-12-01 once raised OverflowError after its event was recorded. Within
+this range every derived date is representable, with centuries to spare on either side, and the
+range still holds any real agreement, backdated or long-running.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated
+
+from pydantic import AfterValidator
+from pydantic_core import PydanticCustomError
+
+FIRST_DAY = date(1900, 1, 1)
+LAST_DAY = date(2999, 12, 31)
+
+
+def in_program(day: date) -> bool:
+    """True for a day (or the day of an instant) inside the program's range."""
+    return FIRST_DAY <= (day.date() if isinstance(day, datetime) else day) <= LAST_DAY
+
+
+def outside_program_error(day: date) -> PydanticCustomError:
+    return PydanticCustomError(
+        "date_outside_program",
+        "{day} is outside the program's days: a date lies from {first} to {last}",
+        {"day": day.isoformat(), "first": FIRST_DAY.isoformat(), "last": LAST_DAY.isoformat()},
+    )
+
+
+def _program_day(day: date) -> date:
+    if not in_program(day):
+        raise outside_program_error(day)
+    return day
+
+
+ProgramDate = Annotated[date, AfterValidator(_program_day)]
+"""A date inside the program's range, for a query parameter (request bodies check every date
+they hold: ``shared.edge.RequestModel``)."""
