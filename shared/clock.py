@@ -21,6 +21,7 @@ from eventsourcing.domain import Aggregate, event
 from eventsourcing.persistence import IntegrityError
 
 from shared.audit.causes import cause_in_force, caused_by, caused_by_time
+from shared.program_dates import OutsideProgramError, in_program
 from shared.subscriptions import Follower, Leadership
 
 if TYPE_CHECKING:
@@ -127,6 +128,8 @@ class ServiceClock:
         the log does not grow by a tick a minute."""
         if until.tzinfo is None:
             raise ValueError("the instant needs a time zone")
+        if not in_program(until):
+            raise OutsideProgramError(until, field="until")
         with self._lock:
             for follower in self.needs:
                 follower.sync()

@@ -25,6 +25,8 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, field_validator
 from pydantic_core import PydanticCustomError
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
 from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -109,42 +111,72 @@ async def storable_parameters(request: Request) -> None:
         raise RequestValidationError(errors)
 
 
-class TooLargeAsProblem:
-    """ASGI middleware: a body over its route's ``max_body_size`` answered as every error is, a
-    problem (``/problems/content-too-large``). Starlette's body limit, which enforces
-    ``max_body_size``, answers a request whose Content-Length announces too much with a bare
-    text 413 of its own."""
+class BodyTooLargeError(HTTPException):
+    """A request body longer than a limit (413, answered as ``/problems/content-too-large``)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"The request body is larger than the {limit} bytes it may be.")
+        self.limit = limit
+
+
+class BodyLimit:
+    """ASGI middleware, the outermost: no body longer than ``ceiling`` bytes, the most any route
+    of the service takes, is read (middleware that buffers a write's body reads it before any
+    route's own limit applies); and a body over a route's own ``max_body_size`` answered as a
+    problem too, where Starlette, which enforces that limit, answers a bare text 413."""
+
+    def __init__(self, app: ASGIApp, ceiling: int) -> None:
         self.app = app
+        self.ceiling = ceiling
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        replaced = False
+        announced = Headers(scope=scope).get("content-length", "")
+        if announced.isdigit() and int(announced) > self.ceiling:
+            await self._refuse(scope, receive, send, self.ceiling)
+            return
+        received = 0
+        started = replaced = False
+
+        async def receive_within_ceiling() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.ceiling:
+                raise BodyTooLargeError(self.ceiling)
+            return message
 
         async def send_as_problem(message: Message) -> None:
-            nonlocal replaced
-            if message["type"] == "http.response.start" and message["status"] == 413:
-                headers = dict(message.get("headers", []))
-                if headers.get(b"content-type", b"").startswith(b"text/plain"):
+            nonlocal started, replaced
+            if message["type"] == "http.response.start":
+                started = True
+                content_type = dict(message.get("headers", [])).get(b"content-type", b"")
+                if message["status"] == 413 and content_type.startswith(b"text/plain"):
                     replaced = True
-                    limit = scope.get(MAX_BODY_SIZE_SCOPE_KEY)
-                    problem = problem_response(
-                        Request(scope),
-                        413,
-                        "content-too-large",
-                        f"The request body is larger than the {limit} bytes this route takes.",
-                        limit=limit,
-                    )
-                    await problem(scope, receive, send)
+                    await self._refuse(scope, receive, send, scope.get(MAX_BODY_SIZE_SCOPE_KEY))
                     return
-            if replaced:
-                return  # the bare 413's own body
-            await send(message)
+            if not replaced:
+                await send(message)
 
-        await self.app(scope, receive, send_as_problem)
+        try:
+            await self.app(scope, receive_within_ceiling, send_as_problem)
+        except BodyTooLargeError as error:  # raised where a middleware buffered the body
+            if started:
+                raise
+            await self._refuse(scope, receive, send, error.limit)
+
+    @staticmethod
+    async def _refuse(scope: Scope, receive: Receive, send: Send, limit: int | None) -> None:
+        problem = problem_response(
+            Request(scope),
+            413,
+            "content-too-large",
+            f"The request body is larger than the {limit} bytes it may be.",
+            limit=limit,
+        )
+        await problem(scope, receive, send)
 
 
 def service_edge(*routers: APIRouter) -> APIRouter:

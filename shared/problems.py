@@ -12,6 +12,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from shared.program_dates import OutsideProgramError
+
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
@@ -117,6 +119,15 @@ def install_problem_handlers(app: FastAPI) -> None:
             "validation-error",
             f"The request is not valid: {summary}",
             errors=errors,
+        )
+
+    @app.exception_handler(OutsideProgramError)
+    async def on_outside_program(request: Request, exc: OutsideProgramError) -> JSONResponse:
+        return await on_invalid(
+            request,
+            RequestValidationError(
+                [{"loc": ("body", exc.field), "msg": str(exc), "type": "date_outside_program"}]
+            ),
         )
 
     @app.exception_handler(StarletteHTTPException)

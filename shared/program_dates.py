@@ -26,6 +26,15 @@ def in_program(day: date) -> bool:
     return FIRST_DAY <= (day.date() if isinstance(day, datetime) else day) <= LAST_DAY
 
 
+class OutsideProgramError(ValueError):
+    """A day outside the program's range, met outside request validation (an instant the clock
+    is asked to run to). Answered 422 naming ``field``, as a request's own dates are."""
+
+    def __init__(self, day: date, field: str) -> None:
+        super().__init__(outside_program_error(day).message())
+        self.field = field
+
+
 def outside_program_error(day: date) -> PydanticCustomError:
     return PydanticCustomError(
         "date_outside_program",

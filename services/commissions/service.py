@@ -8,6 +8,7 @@ from datetime import datetime
 from fastapi import FastAPI
 
 from services.commissions.api import routers
+from services.commissions.api.whatif import TIER_CHANGES_BODY_LIMIT
 from services.commissions.application import (
     FOLLOWS_REGISTRATION,
     FOLLOWS_TIERING,
@@ -18,7 +19,7 @@ from services.commissions.projections import LedgerView, TiersView
 from shared.audit.index import audit_trail
 from shared.clock import ServiceClock, utc_now
 from shared.contracts import TierChanged
-from shared.edge import TooLargeAsProblem
+from shared.edge import BodyLimit
 from shared.runtime import ServiceRuntime, open_database, own_log, published_log
 from shared.settings import ServiceSettings
 from shared.subscriptions import DecidingTarget, Follower
@@ -107,5 +108,5 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         title="dealreg commissions",
         description="What partners earn on the contracts they win, line by line, explained.",
     )
-    api.add_middleware(TooLargeAsProblem)  # until shared/web.py installs it
+    api.add_middleware(BodyLimit, ceiling=TIER_CHANGES_BODY_LIMIT)  # the largest body a route takes
     return api

@@ -8,6 +8,7 @@ from datetime import datetime
 from fastapi import FastAPI
 
 from services.registration.api import routers
+from services.registration.api.imports import IMPORT_BODY_LIMIT
 from services.registration.application import (
     RegistrationApplication,
     RegistrationsAge,
@@ -23,7 +24,7 @@ from services.registration.projections import (
 from shared.audit.index import audit_trail
 from shared.clock import ServiceClock, utc_now
 from shared.contracts import PartnerEnrolled, PartnerMembershipChanged, TierChanged
-from shared.edge import TooLargeAsProblem
+from shared.edge import BodyLimit
 from shared.runtime import ServiceRuntime, open_database, own_log, published_log
 from shared.settings import ServiceSettings
 from shared.subscriptions import Follower
@@ -106,5 +107,5 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             "renewals, direct-sales conflicts, bulk import."
         ),
     )
-    api.add_middleware(TooLargeAsProblem)  # until shared/web.py installs it
+    api.add_middleware(BodyLimit, ceiling=IMPORT_BODY_LIMIT)  # the largest body a route takes
     return api

@@ -17,7 +17,7 @@ from services.tiering.projections import ActivityView, MemberRegister, MembersVi
 from shared.audit.index import audit_trail
 from shared.clock import ServiceClock, utc_now
 from shared.contracts import ContractRenewed, ContractSigned, DealRegistered
-from shared.edge import TooLargeAsProblem
+from shared.edge import REQUEST_BODY_LIMIT, BodyLimit
 from shared.runtime import ServiceRuntime, open_database, own_log, published_log
 from shared.settings import ServiceSettings
 from shared.subscriptions import DecidingTarget, Follower
@@ -92,5 +92,5 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         title="dealreg tiering",
         description="The partner program: members, what they signed and achieved, their tiers.",
     )
-    api.add_middleware(TooLargeAsProblem)  # until shared/web.py installs it
+    api.add_middleware(BodyLimit, ceiling=REQUEST_BODY_LIMIT)  # the largest body a route takes
     return api

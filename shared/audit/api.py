@@ -88,6 +88,9 @@ AsOf = Annotated[
 
 _COLUMNS = "e.notification_id, e.originator_id, e.originator_version, e.topic, e.state"
 
+LAST_POSITION = 2**63 - 1
+"""A log position is a PostgreSQL bigint."""
+
 audit_router = APIRouter(tags=["audit"], dependencies=[Depends(storable_parameters)])
 
 
@@ -96,7 +99,7 @@ async def read_events(
     runtime: Runtime,
     pool: Pool,
     _: Auditor,
-    after: Annotated[int, Query(ge=0, description="Position to read after.")] = 0,
+    after: Annotated[int, Query(ge=0, le=LAST_POSITION, description="Position to read after.")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> EventPage:
     table = _events(runtime)
@@ -126,7 +129,9 @@ async def export_events(
     types: Annotated[
         list[str] | None, Query(alias="type", description="Event types; repeat for several")
     ] = None,
-    after: Annotated[int, Query(ge=0, description="Positions after this one")] = 0,
+    after: Annotated[
+        int, Query(ge=0, le=LAST_POSITION, description="Positions after this one")
+    ] = 0,
 ) -> StreamingResponse:
     if since and until and until <= since:
         raise Problem(422, "empty-range", f"until ({until}) must be after since ({since}).")
@@ -188,6 +193,7 @@ async def _history(runtime: Any, pool: asyncpg.Pool, key: str, after: int, limit
 
 
 Limit = Annotated[int, Query(ge=1, le=1000)]
+After = Annotated[int, Query(ge=0, le=LAST_POSITION)]
 
 
 @audit_router.get(
@@ -198,7 +204,7 @@ Limit = Annotated[int, Query(ge=1, le=1000)]
     "contract, a statement. Its own stream and every event naming it are listed.",
 )
 async def entity_history(
-    entity_id: UUID, runtime: Runtime, pool: Pool, _: Auditor, after: int = 0, limit: Limit = 100
+    entity_id: UUID, runtime: Runtime, pool: Pool, _: Auditor, after: After = 0, limit: Limit = 100
 ) -> History:
     return await _history(runtime, pool, str(entity_id), after, limit)
 
@@ -216,7 +222,7 @@ async def traced_history(
     customer_key: Annotated[str | None, Query(description="A customer's matching key")] = None,
     correlation_id: str | None = None,
     actor: Annotated[str | None, Query(description="A token's subject, or a service")] = None,
-    after: int = 0,
+    after: After = 0,
     limit: Limit = 100,
 ) -> History:
     given = {

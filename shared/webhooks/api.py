@@ -12,7 +12,7 @@ from pydantic import AwareDatetime, BaseModel
 
 from shared.auth import Allow, Principal, Role
 from shared.dependencies import Pool, Runtime
-from shared.edge import RequestModel, storable_parameters
+from shared.edge import REQUEST_BODY_LIMIT, RequestModel, storable_parameters
 from shared.paging import decode_cursor, encode_cursor
 from shared.problems import Problem
 from shared.webhooks.outbox import tables
@@ -21,6 +21,7 @@ deliveries = APIRouter(
     prefix="/v1/webhooks",
     tags=["webhook deliveries"],
     dependencies=[Depends(storable_parameters)],
+    max_body_size=REQUEST_BODY_LIMIT,
 )
 
 Watcher = Annotated[Principal, Depends(Allow(Role.ADMIN, Role.AUDITOR, Role.PARTNER))]

@@ -57,6 +57,11 @@ class Queue(BaseModel):
 QueueStatus = Literal["pending_review", "conflict", "returned", "extension_requested"]
 
 
+HOURS_IN_A_CENTURY = 100 * 366 * 24
+"""The oldest a waiting registration can be asked for (an instant a century back stays a
+date)."""
+
+
 @review.get("/v1/review-queue", response_model=Queue, summary="What waits for a channel manager")
 async def queue(
     pool: Pool,
@@ -67,7 +72,7 @@ async def queue(
     reason: Annotated[
         str | None, Query(description="A flag's rule, e.g. possible-duplicate")
     ] = None,
-    older_than_hours: Annotated[float | None, Query(ge=0)] = None,
+    older_than_hours: Annotated[float | None, Query(ge=0, le=HOURS_IN_A_CENTURY)] = None,
     overdue: bool | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page")] = None,
