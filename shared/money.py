@@ -14,12 +14,12 @@ from pydantic_core import PydanticCustomError
 from shared.edge import RequestModel
 
 # The currencies of ISO 4217's current list (the `iso4217` package, from the maintenance agency's
-# table) with their minor units. A code counts as a currency only if it has a minor unit: every
-# amount is rounded half-even to its currency's minor unit (DOMAIN.md), and ISO gives none to the
-# codes that are not money a contract is priced in or a partner is paid in: precious metals (XAU,
-# XAG, XPT, XPD: an ounce of gold is a commodity, and a rate for it would swing a tier with the
-# metal's price), units of account (XDR, XSU, XUA, the bond-market units XBA to XBD), XTS (kept
-# for testing) and XXX ("no currency").
+# table), with their minor units. A code is taken only if it has a minor unit: DOMAIN.md rounds
+# every amount half-even to its currency's minor unit, and ISO gives none ("N.A.") to the codes
+# that are no money a contract is priced in or a partner is paid in. So precious metals are
+# refused (XAU, XAG, XPT, XPD: a troy ounce of a commodity; a tier measured through one would
+# move with the metal's price), as are units of account (XDR, XSU, XUA, the bond-market units
+# XBA to XBD), XTS (reserved for testing) and XXX ("no currency").
 _MINOR_UNITS: dict[str, int] = {
     currency.code: currency.exponent
     for currency in iso4217.Currency

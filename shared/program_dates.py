@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, AwareDatetime
 from pydantic_core import PydanticCustomError
 
 FIRST_DAY = date(1900, 1, 1)
@@ -52,3 +52,5 @@ def _program_day(day: date) -> date:
 ProgramDate = Annotated[date, AfterValidator(_program_day)]
 """A date inside the program's range, for a query parameter (request bodies check every date
 they hold: ``shared.edge.RequestModel``)."""
+ProgramInstant = Annotated[AwareDatetime, AfterValidator(_program_day)]
+"""An instant (with its zone) on a day inside the program's range, for a query parameter."""

@@ -15,7 +15,7 @@ import asyncpg
 from fastapi import APIRouter, Depends, Query
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import StreamingResponse
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import BaseModel, Field
 
 from shared.audit.causes import AUDIT_KEY
 from shared.audit.chain import chain_table
@@ -24,6 +24,7 @@ from shared.codec import build_transcoder
 from shared.dependencies import Auditor, Pool, Runtime
 from shared.edge import storable_parameters
 from shared.problems import Problem
+from shared.program_dates import ProgramInstant
 
 _transcoder = build_transcoder()
 
@@ -79,7 +80,7 @@ def _events(runtime: Any) -> str:
 
 
 AsOf = Annotated[
-    AwareDatetime | None,
+    ProgramInstant | None,
     Query(
         description="Answer as the log stood at this instant (ISO 8601 with a zone): only the "
         "events recorded by then count."
@@ -124,8 +125,8 @@ async def export_events(
     runtime: Runtime,
     pool: Pool,
     _: Auditor,
-    since: Annotated[AwareDatetime | None, Query(description="Recorded at or after")] = None,
-    until: Annotated[AwareDatetime | None, Query(description="Recorded before")] = None,
+    since: Annotated[ProgramInstant | None, Query(description="Recorded at or after")] = None,
+    until: Annotated[ProgramInstant | None, Query(description="Recorded before")] = None,
     types: Annotated[
         list[str] | None, Query(alias="type", description="Event types; repeat for several")
     ] = None,

@@ -262,15 +262,16 @@ def test_dates_outside_the_program_are_refused(clients: Clients) -> None:
         json={**PARTNER_BODY, "enrolled_on": "9999-12-31"},
         headers=ADMIN,
     )
-    refused(
-        clients.tiering,
-        "GET",
-        f"/v1/partners/{partner_id}?on=0001-01-01",
-        status=422,
-        kind="validation-error",
-        field="on",
-        headers=ADMIN,
-    )
+    for query, field in (("on=0001-01-01", "on"), ("as_of=9999-12-31T00:00:00Z", "as_of")):
+        refused(
+            clients.tiering,
+            "GET",
+            f"/v1/partners/{partner_id}?{query}",
+            status=422,
+            kind="validation-error",
+            field=field,
+            headers=ADMIN,
+        )
     # The last term the program holds, then a renewal past it.
     signed = clients.registration.post(
         "/v1/contracts", json=contract("2999-01-01", 12), headers=CRM
