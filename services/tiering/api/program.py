@@ -133,11 +133,9 @@ async def adopt_policy(
 
 class RatesRequest(RequestModel):
     month: date = Field(description="Any day of the month the rates are for")
-    rates: dict[Currency, Annotated[Decimal, Field(gt=0, max_digits=24, decimal_places=12)]] = (
-        Field(
-            description="Currency code: worth of one unit in the reporting currency",
-            examples=[{"EUR": "1.08", "GBP": "1.27"}],
-        )
+    rates: dict[Currency, Annotated[Decimal, Field(max_digits=24, decimal_places=12)]] = Field(
+        description="Currency code: worth of one unit in the reporting currency",
+        examples=[{"EUR": "1.08", "GBP": "1.27"}],
     )
 
 
