@@ -562,7 +562,9 @@ class History:
                 headers=self.manager,
             )
             quiet.offboarded = True
-            # its CRM still sends one: refused, the partner is no longer in the program
+            # registration learns of it from tiering's log: once it has (a fact, not a time),
+            # its CRM still sends one, refused: the partner is no longer in the program
+            await self.caught_up(("registration",))
             await self.call(
                 "registration",
                 "POST",

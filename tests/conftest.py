@@ -10,11 +10,14 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 import psycopg
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 
 from shared.auth import Role, mint_token
 from shared.database import with_database
@@ -29,6 +32,13 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         report.outcome = "failed"
         report.longrepr = f"skipped under CI=true, which is not allowed: {report.longrepr}"
 
+
+# Properties are judged by what they find, not by how fast the machine is: no deadline per
+# example and no complaint about slow data generation (both trip only on a busy machine).
+hypothesis_settings.register_profile(
+    "dealreg", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+hypothesis_settings.load_profile("dealreg")
 
 T = TypeVar("T")
 
@@ -47,22 +57,32 @@ def postgres_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str
     server.cleanup()
 
 
-@pytest.fixture
-def database_url(postgres_admin_url: str) -> Iterator[str]:
-    """A new, empty database for one test."""
+@contextmanager
+def new_database(postgres_admin_url: str) -> Iterator[str]:
+    """A new, empty database, dropped afterwards."""
     name = f"dealreg_test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(postgres_admin_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    yield with_database(postgres_admin_url, name)
-    with psycopg.connect(postgres_admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    try:
+        yield with_database(postgres_admin_url, name)
+    finally:
+        with psycopg.connect(postgres_admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def database_url(postgres_admin_url: str) -> Iterator[str]:
+    """A new, empty database for one test."""
+    with new_database(postgres_admin_url) as url:
+        yield url
 
 
 S = TypeVar("S", bound=ServiceSettings)
 
 
-@pytest.fixture
-def settings_for(database_url: str) -> Callable[..., Any]:
+def settings_on(database_url: str) -> Callable[..., Any]:
+    """Settings of a service on this database (``cls``, ``overrides``)."""
+
     def make(cls: type[S] = ServiceSettings, **overrides: Any) -> S:  # type: ignore[assignment]
         values: dict[str, Any] = {
             "database_url": database_url,
@@ -75,13 +95,28 @@ def settings_for(database_url: str) -> Callable[..., Any]:
     return make
 
 
+@pytest.fixture
+def settings_for(database_url: str) -> Callable[..., Any]:
+    return settings_on(database_url)
+
+
 def bearer(role: Role, partner_id: uuid.UUID | None = None) -> dict[str, str]:
     token = mint_token(JWT_SECRET, role, subject=f"test-{role.value}", partner_id=partner_id)
     return {"Authorization": f"Bearer {token}"}
 
 
-def eventually(probe: Callable[[], T | None], timeout: float = 15.0, interval: float = 0.05) -> T:
-    """Poll until the probe returns something truthy (projections are eventually consistent)."""
+STUCK_SECONDS = 120.0
+"""How long a wait for a fact (a projection's position, an answer) goes on before the test
+calls it stuck. A safety net only: it must never be what a slow or busy machine trips on, so it
+is minutes (a test waits for the fact itself, which on a quiet machine comes in milliseconds)."""
+
+
+def eventually(
+    probe: Callable[[], T | None], timeout: float = STUCK_SECONDS, interval: float = 0.05
+) -> T:
+    """Poll until the probe returns something truthy (projections are eventually consistent).
+
+    The probe is the fact waited for; ``timeout`` is only the bound past which it is stuck."""
     deadline = time.monotonic() + timeout
     while True:
         value = probe()

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import JWT_SECRET
+from tests.conftest import JWT_SECRET, STUCK_SECONDS
 
 SERVICES = ("registration", "commissions", "tiering")
 
@@ -39,7 +39,9 @@ class Stack:
         return f"http://127.0.0.1:{self.ports[service]}"
 
     def client(self, service: str) -> httpx.Client:
-        return httpx.Client(base_url=self.url(service), timeout=30)
+        """A client that waits for an answer as long as a stuck test would (a busy machine
+        answers late, not wrongly)."""
+        return httpx.Client(base_url=self.url(service), timeout=STUCK_SECONDS)
 
     def env(self) -> dict[str, str]:
         return {
@@ -49,11 +51,13 @@ class Stack:
             "DEALREG_CLOCK_INTERVAL_SECONDS": "0",
             "DEALREG_LOG_JSON": "false",
             "DEALREG_LOG_LEVEL": "WARNING",
-            # webhooks to a receiver on this machine, retried at once
+            # webhooks to a receiver on this machine, retried at once; an attempt is given
+            # long enough that a busy machine's late answer is not taken for a failure (a
+            # lease on a delivery lasts twice that, and a restart waits for it to lapse)
             "DEALREG_WEBHOOK_ALLOW_PRIVATE_URLS": "true",
             "DEALREG_WEBHOOK_RETRY_SCHEDULE_SECONDS": "[0, 0.2, 0.2, 0.2, 0.2, 0.2]",
             "DEALREG_WEBHOOK_POLL_SECONDS": "0.05",
-            "DEALREG_WEBHOOK_TIMEOUT_SECONDS": "2",
+            "DEALREG_WEBHOOK_TIMEOUT_SECONDS": "10",
             **self.extra_env,
         }
 
@@ -75,7 +79,9 @@ class Stack:
             stderr=subprocess.STDOUT,
         )
 
-    def wait_ready(self, service: str, timeout: float = 60) -> None:
+    def wait_ready(self, service: str, timeout: float = STUCK_SECONDS) -> None:
+        """Until the service says it is ready (its followers caught up), or its process ends;
+        ``timeout`` is only the bound past which it is stuck."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             process = self.processes[service]
@@ -83,9 +89,9 @@ class Stack:
                 log = (self.log_dir / f"{service}.log").read_text()[-3000:]
                 raise AssertionError(f"{service} exited ({process.returncode}):\n{log}")
             try:
-                if httpx.get(f"{self.url(service)}/readyz", timeout=2).status_code == 200:
+                if httpx.get(f"{self.url(service)}/readyz", timeout=timeout).status_code == 200:
                     return
-            except httpx.HTTPError:
+            except httpx.TransportError:  # not listening yet
                 pass
             time.sleep(0.1)
         raise AssertionError(f"{service} not ready within {timeout}s")
@@ -93,7 +99,7 @@ class Stack:
     def kill(self, service: str, sig: int = signal.SIGKILL) -> None:
         process = self.processes.pop(service)
         process.send_signal(sig)
-        process.wait(timeout=30)
+        process.wait(timeout=STUCK_SECONDS)
 
     def stop_all(self) -> None:
         for service in list(self.processes):

@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 
 from shared.auth import Role
-from tests.conftest import JWT_SECRET, PARTNER_BODY, bearer, eventually
+from tests.conftest import JWT_SECRET, PARTNER_BODY, STUCK_SECONDS, bearer, eventually
 from tests.e2e.conftest import SERVICES, Stack
 
 CONTRACTS = 200
@@ -33,7 +33,7 @@ def dealreg(*args: str, database_url: str) -> dict[str, Any]:
         env={"DATABASE_URL": database_url, "DEALREG_JWT_SECRET": JWT_SECRET, "PATH": "/usr/bin"},
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=STUCK_SECONDS * 5,  # a rebuild reads every log: safety net only
         check=False,
     )
     assert done.returncode == 0, done.stderr
@@ -72,7 +72,7 @@ def test_sigkill_in_the_middle_loses_nothing_and_doubles_nothing(stack: Stack) -
                 if not (cursor := page["next_cursor"]):
                     return lines if len(lines) >= CONTRACTS else None
 
-        lines = eventually(all_lines, timeout=60)
+        lines = eventually(all_lines)
     assert sorted(line["contract_id"] for line in lines) == sorted(contract_ids)
     with psycopg.connect(stack.database_url) as conn:
         decided = conn.execute(

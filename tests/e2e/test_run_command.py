@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import psutil
 
+from tests.conftest import STUCK_SECONDS
 from tests.e2e.conftest import free_port
 
 NAMES = {"registration": 8001, "commissions": 8002, "tiering": 8003}
@@ -32,7 +33,9 @@ def start(data_dir: Path, offset: int, log: Path) -> subprocess.Popen[str]:
     )
 
 
-def wait_for_token(log: Path, process: subprocess.Popen[str], timeout: float = 120) -> str:
+def wait_for_token(
+    log: Path, process: subprocess.Popen[str], timeout: float = STUCK_SECONDS
+) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         match = re.search(r"admin token.*\n\s+(\S+\.\S+\.\S+)", log.read_text())
@@ -45,7 +48,7 @@ def wait_for_token(log: Path, process: subprocess.Popen[str], timeout: float = 1
 
 def interrupt(process: subprocess.Popen[str]) -> None:
     os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C does: the whole foreground group
-    assert process.wait(timeout=60) == 0
+    assert process.wait(timeout=STUCK_SECONDS) == 0
 
 
 def postgres_running(data_dir: Path) -> bool:
@@ -68,9 +71,11 @@ def test_run_prints_urls_and_a_token_and_ctrl_c_stops_everything(tmp_path: Path)
         for name, port in NAMES.items():
             url = f"http://127.0.0.1:{port + offset}"
             assert url in output
-            assert httpx.get(f"{url}/healthz").json()["service"] == name
+            assert httpx.get(f"{url}/healthz", timeout=STUCK_SECONDS).json()["service"] == name
         headers = {"Authorization": f"Bearer {token}"}
-        events = httpx.get(f"http://127.0.0.1:{8003 + offset}/v1/events", headers=headers)
+        events = httpx.get(
+            f"http://127.0.0.1:{8003 + offset}/v1/events", headers=headers, timeout=STUCK_SECONDS
+        )
         assert events.status_code == 200
         enrolled = httpx.post(
             f"http://127.0.0.1:{8003 + offset}/v1/partners",
@@ -82,6 +87,7 @@ def test_run_prints_urls_and_a_token_and_ctrl_c_stops_everything(tmp_path: Path)
                 "category": "sales_agent",
             },
             headers=headers,
+            timeout=STUCK_SECONDS,
         )
         assert enrolled.status_code == 201
     finally:
@@ -95,6 +101,7 @@ def test_run_prints_urls_and_a_token_and_ctrl_c_stops_everything(tmp_path: Path)
         partners = httpx.get(
             f"http://127.0.0.1:{8003 + offset}/v1/partners",
             headers={"Authorization": f"Bearer {token}"},
+            timeout=STUCK_SECONDS,
         ).json()["partners"]
         assert [p["legal_name"] for p in partners] == ["Kept"]
     finally:

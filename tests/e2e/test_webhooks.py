@@ -57,8 +57,8 @@ def test_deliveries_are_signed_retried_and_scoped(stack: Stack, receiver: Receiv
         a_deal = register(partners[0], "alpha.example")
         b_deal = register(partners[1], "beta.example")
 
-        a = eventually(lambda: receiver.accepted("/a"), timeout=30)
-        b = eventually(lambda: receiver.accepted("/b"), timeout=30)
+        a = eventually(lambda: receiver.accepted("/a"))
+        b = eventually(lambda: receiver.accepted("/b"))
         (a_message,) = a
         (b_message,) = b
         assert a_message.payload["type"] == "DealRegistered"
@@ -98,8 +98,7 @@ def test_deliveries_are_signed_retried_and_scoped(stack: Stack, receiver: Receiv
         receiver.failures_per_message = 0
         register(partners[0], "gamma.example")
         latest = eventually(
-            lambda: [d for d in receiver.accepted("/a") if d.message_id != a_message.message_id],
-            timeout=30,
+            lambda: [d for d in receiver.accepted("/a") if d.message_id != a_message.message_id]
         )
         assert latest[0].verifies_with(secrets["a"])
         assert latest[0].verifies_with(new_secret)
@@ -133,7 +132,7 @@ def test_a_dispatcher_killed_with_messages_pending_loses_none(
                 headers=crm,
             )
             assert response.status_code == 201, response.text
-    eventually(lambda: len({d.message_id for d in receiver.to("/all")}) == 20, timeout=30)
+    eventually(lambda: len({d.message_id for d in receiver.to("/all")}) == 20)
 
     stack.kill("registration")  # SIGKILL, deliveries pending and some in flight
     receiver.failures_per_message = 0  # the portal is back
@@ -141,7 +140,6 @@ def test_a_dispatcher_killed_with_messages_pending_loses_none(
     stack.wait_ready("registration")
 
     delivered = eventually(
-        lambda: len(ids := {d.message_id for d in receiver.accepted("/all")}) == 20 and ids,
-        timeout=60,
+        lambda: len(ids := {d.message_id for d in receiver.accepted("/all")}) == 20 and ids
     )
     assert len(delivered) == 20

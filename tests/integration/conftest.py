@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -13,7 +14,8 @@ from services.commissions import service as commissions
 from services.registration import service as registration
 from services.tiering import service as tiering
 from shared.auth import Role
-from tests.conftest import PARTNER_BODY, bearer
+from shared.runtime import ServiceRuntime
+from tests.conftest import PARTNER_BODY, STUCK_SECONDS, bearer, new_database, settings_on
 
 
 @dataclass
@@ -56,12 +58,24 @@ class Clients:
         return contract_id
 
     def run_clocks(self, until: datetime) -> None:
-        """Every service's clock to one instant: one program time."""
+        """Every service's clock to one instant: one program time; then what they decided is
+        taken in by every projection."""
         for client in (self.tiering, self.registration, self.commissions):
             ran = client.post(
                 "/v1/admin/clock", json={"until": until.isoformat()}, headers=bearer(Role.ADMIN)
             )
             assert ran.status_code == 200, ran.text
+        self.settle()
+
+    def settle(self) -> None:
+        """Wait until every follower of the three services has taken every event of the log it
+        follows: a projection read next reflects all that was written (a fact, by positions;
+        no time that holds only on an idle machine)."""
+        runtimes: list[ServiceRuntime] = [
+            client.app.state.runtime  # type: ignore[attr-defined]
+            for client in (self.registration, self.tiering, self.commissions)
+        ]
+        settled(runtimes)
 
     def ledger(self, **params: str) -> list[dict[str, Any]]:
         """Commission lines, as finance reads them."""
@@ -69,6 +83,26 @@ class Clients:
         assert response.status_code == 200, response.text
         lines: list[dict[str, Any]] = response.json()["lines"]
         return lines
+
+
+def settled(runtimes: list[ServiceRuntime]) -> None:
+    """Every follower of these services at the head of its log, seen twice in a row with no
+    position moved in between (a decision taken meanwhile is a new event to follow)."""
+    followers = [follower for runtime in runtimes for follower in runtime.followers]
+    deadline = time.monotonic() + STUCK_SECONDS
+    seen: list[tuple[int, int]] | None = None
+    while True:
+        for follower in followers:
+            if follower.stuck is not None:
+                raise AssertionError(follower.stuck.describe())
+        now = [(follower.position(), follower.pending()) for follower in followers]
+        if now == seen and not any(pending for _, pending in now):
+            return
+        if time.monotonic() > deadline:
+            behind = {f.name: p for f, (_, p) in zip(followers, now, strict=True) if p}
+            raise AssertionError(f"followers still behind after {STUCK_SECONDS}s: {behind}")
+        seen = now
+        time.sleep(0.02)
 
 
 @contextmanager
@@ -87,6 +121,15 @@ def running_services(settings_for: Callable[..., Any]) -> Iterator[Clients]:
 def clients(settings_for: Callable[..., Any]) -> Iterator[Clients]:
     """The three services in this process, each with its workers, on one fresh database."""
     with running_services(settings_for) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def shared_clients(postgres_admin_url: str) -> Iterator[Clients]:
+    """The three services on one database for the tests of a module whose requests are all
+    refused or only read: none changes what another reads, so they need not each start the
+    services on a database of their own."""
+    with new_database(postgres_admin_url) as url, running_services(settings_on(url)) as running:
         yield running
 
 

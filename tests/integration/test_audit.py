@@ -167,6 +167,7 @@ def test_answers_as_of_a_past_instant_equal_what_was_shown_then(clients: Clients
     period = started().strftime("%Y-%m")  # the month the contracts start in
     statement_path = f"/v1/statements/{partner}/{period}"
     eventually(lambda: clients.commissions.get(statement_path, headers=FINANCE).status_code == 200)
+    clients.settle()  # what is shown then is what every projection has taken in by then
     partner_path, registration_path = (
         f"/v1/partners/{partner}",
         f"/v1/registrations/{registration_id}",

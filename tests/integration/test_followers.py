@@ -149,7 +149,7 @@ def test_the_follower_thread_survives_a_failing_event(runtime: ServiceRuntime) -
     follower.target.process = flaky  # type: ignore[method-assign]
     enrol(runtime, "Eventually")
     follower.start()
-    eventually(lambda: count(runtime, "tiering_partners") == 1, timeout=20)
+    eventually(lambda: count(runtime, "tiering_partners") == 1)
     assert follower.last_error is None or "blinked" in follower.last_error
     follower.stop()
     assert threading.active_count() >= 1

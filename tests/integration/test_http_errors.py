@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 
 import pytest
 
 from shared.auth import Role
-from tests.conftest import bearer
+from tests.conftest import bearer, eventually
 from tests.integration.conftest import Clients
 
 PROTECTED = {
@@ -16,6 +15,12 @@ PROTECTED = {
     "registration": ("POST", "/v1/registrations", {"customer": "nope"}),
     "commissions": ("GET", "/v1/ledger?period_from=last-month", None),
 }
+
+
+@pytest.fixture
+def clients(shared_clients: Clients) -> Clients:
+    """Every request here is refused or only reads: one start of the services for them all."""
+    return shared_clients
 
 
 def assert_problem(response: object, status: int, kind: str) -> dict[str, object]:
@@ -71,10 +76,9 @@ def test_the_log_is_for_auditors_and_admins(clients: Clients, service: str) -> N
 def test_health_readiness_metrics_and_openapi(clients: Clients, service: str) -> None:
     client = getattr(clients, service)
     assert client.get("/healthz").json() == {"status": "ok", "service": service}
-    deadline = time.monotonic() + 30  # as an orchestrator does: poll until the followers lead
-    while (ready := client.get("/readyz")).status_code != 200 and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert ready.status_code == 200, ready.text
+    # as an orchestrator does: poll until the followers lead and have caught up
+    ready = eventually(lambda: (answer := client.get("/readyz")).status_code == 200 and answer)
+    assert ready.json() == {"status": "ready", "service": service}
     metrics = client.get("/metrics").text
     assert "dealreg_subscription_lag_events" in metrics
     document = client.get("/openapi.json").json()

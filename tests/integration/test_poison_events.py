@@ -19,7 +19,7 @@ from dealreg.cli import cli
 from services.tiering import service as tiering
 from shared.runtime import ServiceRuntime
 from shared.subscriptions import Follower, FollowerStuckError
-from tests.conftest import eventually
+from tests.conftest import STUCK_SECONDS, eventually
 
 MEMBERS = "tiering_members<-tiering"
 
@@ -114,7 +114,7 @@ def test_a_nul_byte_is_seen_everywhere_and_skipped_with_a_reason(
         assert follower.position() < stuck["position"]  # halted there, not past it
         eventually(lambda: follower.stuck)
         with pytest.raises(FollowerStuckError, match="stuck at tiering position"):
-            follower.sync(timeout=30)  # what waits for the projection is told at once
+            follower.sync(timeout=STUCK_SECONDS)  # what waits for the projection is told at once
 
     # After a restart it still says where it is stuck and why, not "catching up" forever.
     with tiering_service(settings_for) as client:

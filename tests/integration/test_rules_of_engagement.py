@@ -406,9 +406,14 @@ def test_rule_8_a_direct_sales_deal_for_a_protected_customer_is_a_channel_confli
     ).json()
     assert unprotected["status"] == "recorded"
     queue = eventually(
-        lambda: clients.registration.get(
-            "/v1/registrations", params={"partner_id": partner}, headers=MANAGER
-        ).json()["registrations"][0]["reasons"]
+        lambda: (
+            (
+                listed := clients.registration.get(
+                    "/v1/registrations", params={"partner_id": partner}, headers=MANAGER
+                ).json()["registrations"]
+            )
+            and listed[0]["reasons"]
+        )
     )
     assert queue == ["direct-conflict"]
 

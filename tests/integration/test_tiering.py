@@ -108,8 +108,10 @@ def test_a_partner_token_sees_only_its_own_standing(clients: Clients) -> None:
 
 
 def run_tiering_clock(clients: Clients, until: str) -> None:
+    """Tiering's clock to an instant, and its decisions taken in by every projection."""
     response = clients.tiering.post("/v1/admin/clock", json={"until": until}, headers=ADMIN)
     assert response.status_code == 200, response.text
+    clients.settle()
 
 
 LOWER_CERTIFIED = sell_certified_from(10000)
@@ -205,9 +207,14 @@ def test_one_clock_run_across_a_policy_change_and_a_quarter_start_decides_both(
     ],
 )
 def test_a_policy_that_cannot_be_taken_is_refused_and_changes_nothing(
-    clients: Clients, content_type: str, body: str, params: dict[str, str], status: int, says: str
+    shared_clients: Clients,
+    content_type: str,
+    body: str,
+    params: dict[str, str],
+    status: int,
+    says: str,
 ) -> None:
-    refused = clients.tiering.post(
+    refused = shared_clients.tiering.post(
         "/v1/program/policy",
         params=params,
         content=body,
@@ -216,8 +223,10 @@ def test_a_policy_that_cannot_be_taken_is_refused_and_changes_nothing(
     assert refused.status_code == status, refused.text
     assert refused.headers["content-type"] == "application/problem+json"
     assert says in refused.text
-    assert len(clients.tiering.get("/v1/program/policy", headers=ADMIN).json()["versions"]) == 1
-    manager = clients.tiering.post(
+    assert (
+        len(shared_clients.tiering.get("/v1/program/policy", headers=ADMIN).json()["versions"]) == 1
+    )
+    manager = shared_clients.tiering.post(
         "/v1/program/policy",
         params={"effective_on": "2030-01-01"},
         content=LOWER_CERTIFIED,

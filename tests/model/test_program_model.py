@@ -216,7 +216,9 @@ class Services:
         what its log holds after its position, in this thread (no worker runs), until a pass
         finds nothing new."""
         for _ in range(10):
-            if not sum(follower.catch_up() for follower in self.followers):
+            # a follower with nothing pending is not asked to catch up: that costs a connection
+            # of its own (for the positions an operator skipped), many times a step
+            if not sum(follower.catch_up() for follower in self.followers if follower.pending()):
                 return
         raise AssertionError("the followers never caught up")
 
@@ -780,7 +782,7 @@ CI = settings(
 )
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(1800)  # a safety net for a stuck run, minutes past a busy machine's time
 def test_the_services_agree_with_the_reference_model(postgres_admin_url: str) -> None:
     started = time.monotonic()
     run(postgres_admin_url, CI)
