@@ -128,7 +128,8 @@ def clients(settings_for: Callable[..., Any]) -> Iterator[Clients]:
 def shared_clients(postgres_admin_url: str) -> Iterator[Clients]:
     """The three services on one database for the tests of a module whose requests are all
     refused or only read: none changes what another reads, so they need not each start the
-    services on a database of their own."""
+    services on a database of their own. Only for a module whose every test uses it: beside
+    another test's services it would double the connections held (about 60 each)."""
     with new_database(postgres_admin_url) as url, running_services(settings_on(url)) as running:
         yield running
 

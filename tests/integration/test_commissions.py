@@ -142,9 +142,9 @@ def test_a_policy_without_a_margin_for_each_sell_tier_is_refused(clients: Client
     ],
 )
 def test_bad_requests_are_problems(
-    shared_clients: Clients, path: str, params: dict[str, str], status: int, kind: str
+    clients: Clients, path: str, params: dict[str, str], status: int, kind: str
 ) -> None:
-    response = shared_clients.commissions.get(path, params=params, headers=ADMIN)
+    response = clients.commissions.get(path, params=params, headers=ADMIN)
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == "application/problem+json"
     assert response.json()["type"] == f"/problems/{kind}"

@@ -207,14 +207,14 @@ def test_one_clock_run_across_a_policy_change_and_a_quarter_start_decides_both(
     ],
 )
 def test_a_policy_that_cannot_be_taken_is_refused_and_changes_nothing(
-    shared_clients: Clients,
+    clients: Clients,
     content_type: str,
     body: str,
     params: dict[str, str],
     status: int,
     says: str,
 ) -> None:
-    refused = shared_clients.tiering.post(
+    refused = clients.tiering.post(
         "/v1/program/policy",
         params=params,
         content=body,
@@ -223,10 +223,8 @@ def test_a_policy_that_cannot_be_taken_is_refused_and_changes_nothing(
     assert refused.status_code == status, refused.text
     assert refused.headers["content-type"] == "application/problem+json"
     assert says in refused.text
-    assert (
-        len(shared_clients.tiering.get("/v1/program/policy", headers=ADMIN).json()["versions"]) == 1
-    )
-    manager = shared_clients.tiering.post(
+    assert len(clients.tiering.get("/v1/program/policy", headers=ADMIN).json()["versions"]) == 1
+    manager = clients.tiering.post(
         "/v1/program/policy",
         params={"effective_on": "2030-01-01"},
         content=LOWER_CERTIFIED,

@@ -34,9 +34,9 @@ def subscribe(clients: Clients, headers: dict[str, str], **body: Any) -> httpx.R
     ],
 )
 def test_bad_subscriptions_are_problems(
-    shared_clients: Clients, body: dict[str, Any], status: int, kind: str
+    clients: Clients, body: dict[str, Any], status: int, kind: str
 ) -> None:
-    response = subscribe(shared_clients, ADMIN, **body)
+    response = subscribe(clients, ADMIN, **body)
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == "application/problem+json"
     assert response.json()["type"] == f"/problems/{kind}"
