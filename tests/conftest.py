@@ -33,6 +33,25 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         report.longrepr = f"skipped under CI=true, which is not allowed: {report.longrepr}"
 
 
+TEST_WORKERS = 3
+"""Processes the suite runs in on embedded PostgreSQL (``-n auto``): most of a test's time is
+spent waiting on its database and its services' workers, so three share two cores well. Each has
+an embedded server of its own; ``DEALREG_TEST_WORKERS`` overrides."""
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """On a server of TEST_DATABASE_URL, one process: a test's three services hold about 60
+    connections, and a stock server allows 100 for everything that uses it."""
+    if "DEALREG_TEST_WORKERS" in os.environ:
+        return int(os.environ["DEALREG_TEST_WORKERS"])
+    return 0 if os.environ.get("TEST_DATABASE_URL") else TEST_WORKERS
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The longest tests first, so that no process is left alone with one at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)
+
+
 # Properties are judged by what they find, not by how fast the machine is: no deadline per
 # example and no complaint about slow data generation (both trip only on a busy machine).
 hypothesis_settings.register_profile(

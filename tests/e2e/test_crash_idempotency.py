@@ -109,6 +109,7 @@ def effects(answer: httpx.Response) -> list[str]:
     return [body["contract_id"]]
 
 
+@pytest.mark.long
 def test_a_retry_after_a_sigkill_has_one_effect_and_one_answer(registration: Stack) -> None:
     chance = random.Random()
     answered: dict[str, list[str]] = {}

@@ -9,6 +9,7 @@ import sys
 from typing import Any
 
 import psycopg
+import pytest
 
 from shared.auth import Role
 from tests.conftest import JWT_SECRET, PARTNER_BODY, STUCK_SECONDS, bearer, eventually
@@ -41,6 +42,7 @@ def dealreg(*args: str, database_url: str) -> dict[str, Any]:
     return result
 
 
+@pytest.mark.long
 def test_sigkill_in_the_middle_loses_nothing_and_doubles_nothing(stack: Stack) -> None:
     crm = bearer(Role.CRM)
     with stack.client("tiering") as tiering, stack.client("registration") as registration:

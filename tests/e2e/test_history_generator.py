@@ -36,6 +36,7 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
             stack.stop_all()
 
 
+@pytest.mark.long
 def test_a_generated_history_reaches_its_size_with_every_answer_as_expected(
     stack: Stack,
 ) -> None:

@@ -104,6 +104,7 @@ def test_deliveries_are_signed_retried_and_scoped(stack: Stack, receiver: Receiv
         assert latest[0].verifies_with(new_secret)
 
 
+@pytest.mark.long
 def test_a_dispatcher_killed_with_messages_pending_loses_none(
     stack: Stack, receiver: Receiver
 ) -> None:

@@ -17,6 +17,8 @@ from tests.integration.conftest import Clients
 pytestmark = pytest.mark.postgres
 
 CRM, ADMIN, FINANCE = bearer(Role.CRM), bearer(Role.ADMIN), bearer(Role.FINANCE)
+# fixed, not random: every test process must collect the same parametrized ids
+UNKNOWN = uuid.UUID("00000000-0000-4000-8000-00000000dead")
 
 
 def refer(clients: Clients, partner: str, n: int, start: str) -> str:
@@ -130,14 +132,14 @@ def test_a_policy_without_a_margin_for_each_sell_tier_is_refused(clients: Client
     ("path", "params", "status", "kind"),
     [
         ("/v1/statements", {"period": "2027-13"}, 422, "validation-error"),
-        (f"/v1/statements/{uuid.uuid4()}/2027-01", {}, 404, "statement-not-found"),
-        (f"/v1/statements/{uuid.uuid4()}/January", {}, 422, "validation-error"),
+        (f"/v1/statements/{UNKNOWN}/2027-01", {}, 404, "statement-not-found"),
+        (f"/v1/statements/{UNKNOWN}/January", {}, 422, "validation-error"),
         ("/v1/statements", {"cursor": "not-a-cursor"}, 400, "bad-cursor"),
         ("/v1/statements/export", {}, 422, "validation-error"),
         ("/v1/ledger", {"rule": "bribe"}, 422, "unknown-rule"),
         ("/v1/ledger", {"cursor": "bm9wZQ"}, 400, "bad-cursor"),
         ("/v1/payouts", {"period": "last-month"}, 422, "validation-error"),
-        (f"/v1/partners/{uuid.uuid4()}/account", {}, 404, "partner-not-found"),
+        (f"/v1/partners/{UNKNOWN}/account", {}, 404, "partner-not-found"),
         ("/v1/rates", {"on": "someday"}, 422, "validation-error"),
     ],
 )

@@ -105,6 +105,7 @@ def server_error(
     return None
 
 
+@pytest.mark.long
 @pytest.mark.parametrize("service", ["registration", "tiering", "commissions"])
 def test_no_request_is_a_server_error(clients: Clients, service: str) -> None:
     client: TestClient = getattr(clients, service)

@@ -9,6 +9,8 @@ import random
 import uuid
 from typing import Any
 
+import pytest
+
 from shared.auth import Role
 from tests.conftest import bearer
 from tests.integration.conftest import Clients
@@ -87,6 +89,7 @@ def post(clients: Clients, path: str, body: str, content_type: str) -> dict[str,
     return report
 
 
+@pytest.mark.long
 def test_ten_thousand_rows_with_one_percent_bad(clients: Clients) -> None:
     # Twenty partners, five hundred rows each: tiering reads a partner's whole history to
     # decide on each of its registrations, so four partners of 2,500 made tiering's followers

@@ -782,6 +782,7 @@ CI = settings(
 )
 
 
+@pytest.mark.long
 @pytest.mark.timeout(1800)  # a safety net for a stuck run, minutes past a busy machine's time
 def test_the_services_agree_with_the_reference_model(postgres_admin_url: str) -> None:
     started = time.monotonic()
