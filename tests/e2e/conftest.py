@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -112,9 +113,10 @@ class Stack:
                 process.wait()
 
 
-@pytest.fixture
-def stack(database_url: str, tmp_path: Path) -> Iterator[Stack]:
-    stack = Stack(database_url, tmp_path)
+@contextmanager
+def running_stack(database_url: str, log_dir: Path) -> Iterator[Stack]:
+    """The three services as processes on this database, ready, until the block ends."""
+    stack = Stack(database_url, log_dir)
     try:
         for service in SERVICES:
             stack.start(service)
@@ -123,3 +125,9 @@ def stack(database_url: str, tmp_path: Path) -> Iterator[Stack]:
         yield stack
     finally:
         stack.stop_all()
+
+
+@pytest.fixture
+def stack(database_url: str, tmp_path: Path) -> Iterator[Stack]:
+    with running_stack(database_url, tmp_path) as running:
+        yield running

@@ -14,7 +14,7 @@ import pytest
 from bench.history import MAX_CONNECTIONS, SERVICES, generate, month_start
 from bench.services import tcp_server
 from tests.conftest import JWT_SECRET
-from tests.e2e.conftest import Stack
+from tests.e2e.conftest import Stack, running_stack
 
 
 @pytest.fixture
@@ -24,16 +24,11 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
     up to 88 at once on a busy machine, so that anything else connecting to it (the suite's other
     run, another user of a shared server) made their next connection fail with "too many
     clients", and the request answer 500."""
-    with tcp_server(tmp_path / "postgres", MAX_CONNECTIONS) as url:
-        stack = Stack(url, tmp_path)
-        try:
-            for service in SERVICES:
-                stack.start(service)
-            for service in SERVICES:
-                stack.wait_ready(service)
-            yield stack
-        finally:
-            stack.stop_all()
+    with (
+        tcp_server(tmp_path / "postgres", MAX_CONNECTIONS) as url,
+        running_stack(url, tmp_path) as running,
+    ):
+        yield running
 
 
 @pytest.mark.long
