@@ -38,6 +38,7 @@ from services.registration.application import RegistrationApplication
 from services.registration.domain.customers import CustomerIdentity
 from services.registration.domain.registrations import Assessment, Registration
 from shared.auth import Role, mint_token
+from shared.database import connect_database
 from shared.money import Money
 
 PARTNERS = 200
@@ -112,7 +113,8 @@ def grow(database_url: str, partners: list[uuid.UUID], names: list[str], upto: i
     rng = random.Random(len(names))
     # Recording only: nothing here asks the directory or the index.
     unused: Any = None
-    app = RegistrationApplication(database_url, partners=unused, customers=unused)
+    database = connect_database(database_url)
+    app = RegistrationApplication(database, partners=unused, customers=unused)
     now = datetime(2027, 1, 4, 9, tzinfo=UTC)
     nobody_else = Assessment(holder=None, duplicates=(), incumbency=None, good_standing=True)
     batch: list[object] = []
@@ -142,6 +144,7 @@ def grow(database_url: str, partners: list[uuid.UUID], names: list[str], upto: i
             app.save(*batch)
             batch = []
     app.close()
+    database.close()
     return time.perf_counter() - started
 
 

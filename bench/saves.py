@@ -48,6 +48,7 @@ from psycopg.sql import SQL, Literal
 from bench.report import Figure, record
 from bench.services import bench_database
 from shared.audit.chain import GENESIS, ChainedApplicationRecorder, link, verify_chain
+from shared.database import connect_database
 from shared.eventlog import ServiceApplication
 
 VARIANTS = ("product", "fewer-trips", "library", "unlocked", "advisory")
@@ -173,7 +174,13 @@ class Saves(ServiceApplication):
     def __init__(self, database_url: str, variant: str, pool_size: int) -> None:
         self.variant = variant
         self.name = f"saves_{variant.replace('-', '_')}"
-        super().__init__(database_url, pool_size=pool_size)
+        super().__init__(
+            connect_database(database_url, min_connections=pool_size, max_connections=pool_size)
+        )
+
+    def close(self) -> None:
+        super().close()
+        self.database.close()
 
     def construct_env(self, name: str, env: EnvType | None = None) -> Environment:
         topic = get_topic(RECORDERS[self.variant])

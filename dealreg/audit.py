@@ -28,7 +28,7 @@ from shared.audit.chain import Checkpoint, Verification, verify_chain
 from shared.audit.index import ACTOR, CORRELATION, CUSTOMER, index_table
 from shared.codec import build_transcoder
 from shared.contracts import LogCheckpointed
-from shared.runtime import Database, open_database
+from shared.database import Database, open_database
 from shared.settings import ServiceSettings
 
 audit = typer.Typer(

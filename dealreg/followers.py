@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from shared.runtime import open_database
+from shared.database import open_database
 from shared.settings import ServiceSettings
 from shared.stuck_events import StuckEvent, StuckEvents
 
@@ -38,8 +38,7 @@ def _who(by: str | None) -> str:
 
 
 def _stuck_events() -> StuckEvents:
-    database = open_database(ServiceSettings())
-    return StuckEvents(database.url, database.schema)
+    return StuckEvents(open_database(ServiceSettings()))
 
 
 def _print(events: list[StuckEvent]) -> None:

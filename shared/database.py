@@ -6,10 +6,14 @@ import logging
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psycopg
+from eventsourcing.persistence import BaseInfrastructureFactory
+from eventsourcing.postgres import PostgresDatastore, PostgresFactory
+from eventsourcing.utils import Environment, EnvType
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
@@ -44,6 +48,81 @@ def ensure_database(admin_url: str, name: str) -> None:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
         if not exists:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+
+@dataclass(frozen=True)
+class Database:
+    """Where a service keeps its tables, and the one pool of connections its process uses.
+
+    Everything of a process that reads or writes a table (the log, every view, the readers of
+    other services' logs, the stuck events) takes its connections from ``pool``: each holding a
+    pool of its own kept about 60 connections open per service (decision 0019)."""
+
+    url: str
+    schema: str
+    pool: PostgresDatastore
+    embedded_server: Any = None
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+POOL_IDLE_SECONDS = 60.0
+"""How long a connection above the pool's minimum stays open unused (psycopg_pool keeps one
+ten minutes by default: after a burst, a service would hold its maximum that long)."""
+
+
+def connect_database(
+    url: str,
+    schema: str = "public",
+    *,
+    min_connections: int = 2,
+    max_connections: int = 4,
+    application_name: str | None = None,
+    embedded_server: Any = None,
+) -> Database:
+    """``application_name`` names every connection of the process in ``pg_stat_activity``."""
+    if application_name:
+        url = make_conninfo(url, application_name=application_name)
+    ensure_schema(url, schema)
+    env = eventsourcing_env(
+        url,
+        schema=schema,
+        pool_size=min_connections,
+        max_overflow=max(max_connections - min_connections, 0),
+    )
+    pool = PostgresFactory(Environment(env=env)).datastore
+    pool.pool.max_idle = POOL_IDLE_SECONDS
+    if application_name:  # the library's settings have no place for it
+        kwargs = pool.pool.kwargs
+        assert isinstance(kwargs, dict)
+        kwargs["application_name"] = application_name
+    return Database(url, schema, pool, embedded_server)
+
+
+def open_database(settings: ServiceSettings, service: str | None = None) -> Database:
+    """The database of a service (its connections named ``dealreg-<service>``)."""
+    url, embedded = resolve_database_url(settings)
+    return connect_database(
+        url,
+        settings.db_schema,
+        min_connections=settings.db_pool_min_connections,
+        max_connections=settings.db_pool_max_connections,
+        application_name=f"dealreg-{service}" if service else None,
+        embedded_server=embedded,
+    )
+
+
+class PooledFactory(PostgresFactory):
+    """The library's factory over a pool it did not open: the recorders it makes share the
+    process's pool, and closing one of them leaves the pool to its owner."""
+
+    def __init__(self, env: Environment | EnvType | None, database: Database) -> None:
+        BaseInfrastructureFactory.__init__(self, env)
+        self.datastore = database.pool
+
+    def close(self) -> None:
+        pass
 
 
 def resolve_database_url(settings: ServiceSettings) -> tuple[str, Any]:

@@ -16,8 +16,14 @@ from eventsourcing.application import (
     Repository,
 )
 from eventsourcing.domain import DomainEventProtocol, OriginatorVersionError
-from eventsourcing.persistence import IntegrityError, JSONTranscoder, Mapper, StoredEvent
-from eventsourcing.postgres import PostgresApplicationRecorder, PostgresFactory
+from eventsourcing.persistence import (
+    InfrastructureFactory,
+    IntegrityError,
+    JSONTranscoder,
+    Mapper,
+    StoredEvent,
+)
+from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.utils import Environment, get_topic
 from psycopg.sql import SQL, Identifier
 
@@ -25,7 +31,7 @@ from shared.audit.causes import AUDIT_KEY, current_cause
 from shared.audit.chain import ChainedApplicationRecorder, ChainedProcessRecorder
 from shared.clock import Clock
 from shared.codec import register_transcodings
-from shared.database import creating_tables, eventsourcing_env
+from shared.database import Database, PooledFactory, creating_tables
 
 TAggregate = TypeVar("TAggregate")
 T = TypeVar("T")
@@ -137,15 +143,18 @@ class ServiceApplication(Application[UUID]):
     # The clock's stream grows with every run of time; a snapshot keeps loading it cheap.
     snapshotting_intervals: ClassVar[dict[type[Any], int]] = {Clock: 50}
 
-    def __init__(self, database_url: str, *, schema: str = "public", pool_size: int = 5) -> None:
+    def __init__(self, database: Database) -> None:
+        self.database = database
         env = {
-            **eventsourcing_env(database_url, schema=schema, pool_size=pool_size),
             "MAPPER_TOPIC": get_topic(AuditedMapper),
             "APPLICATION_RECORDER_TOPIC": get_topic(ChainedApplicationRecorder),
             "PROCESS_RECORDER_TOPIC": get_topic(ChainedProcessRecorder),
         }
-        with creating_tables(database_url):
+        with creating_tables(database.url):
             super().__init__(env)
+
+    def construct_factory(self, env: Environment) -> InfrastructureFactory[Any]:
+        return PooledFactory(env, self.database)
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         register_transcodings(transcoder)
@@ -259,17 +268,13 @@ def log_table(log: str) -> str:
     return f"{log}_events"
 
 
-def open_log(database_url: str, log: str, *, schema: str = "public") -> PostgresApplicationRecorder:
+def open_log(database: Database, log: str) -> PostgresApplicationRecorder:
     """A reader of another service's log, by name alone: no class of that service is imported.
 
     It may create the (empty) table, so that a consumer can start before its producer.
     """
-    factory = PostgresFactory(
-        Environment(
-            log, eventsourcing_env(database_url, schema=schema, pool_size=1, max_overflow=4)
-        )
-    )
-    with creating_tables(database_url):
+    factory = PooledFactory(Environment(log), database)
+    with creating_tables(database.url):
         recorder = factory.application_recorder()
     assert isinstance(recorder, PostgresApplicationRecorder)
     return recorder

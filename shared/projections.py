@@ -11,13 +11,13 @@ from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Protocol, Self, TypeVar
 
 from eventsourcing.persistence import Tracking
-from eventsourcing.postgres import PostgresDatastore, PostgresFactory, PostgresTrackingRecorder
+from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from eventsourcing.utils import Environment, get_topic
 from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composed, Identifier
 
-from shared.database import creating_tables, eventsourcing_env
+from shared.database import Database, PooledFactory, creating_tables
 
 
 class Statements(Protocol):
@@ -98,13 +98,10 @@ class View(PostgresTrackingRecorder):
             self.sql_create_statements.append(SQL(statement).format(schema=schema))
 
     @classmethod
-    def open(cls, database_url: str, *, schema: str = "public") -> Self:
-        """Connect to (and create, if need be) the view's tables in a schema."""
-        env = Environment(
-            cls.name, eventsourcing_env(database_url, schema=schema, pool_size=1, max_overflow=3)
-        )
-        factory = PostgresFactory(env)
-        with creating_tables(database_url):
+    def open(cls, database: Database) -> Self:
+        """The view over the database's pool, in its schema (tables created if need be)."""
+        factory = PooledFactory(Environment(cls.name), database)
+        with creating_tables(database.url):
             return factory.tracking_recorder(cls)
 
     @property
@@ -162,6 +159,3 @@ class View(PostgresTrackingRecorder):
         with self.datastore.transaction(commit=True) as curs:
             for statement in self.index_sql:
                 curs.execute(SQL(statement).format(schema=Identifier(self.schema)))
-
-    def close(self) -> None:
-        self.datastore.close()

@@ -20,7 +20,7 @@ from psycopg.rows import dict_row
 
 from shared.clock import ClockWorker, ServiceClock
 from shared.contracts import PublishedEvent, PublishedLanguage
-from shared.database import ensure_schema, resolve_database_url
+from shared.database import Database, connect_database
 from shared.eventlog import ServiceApplication, open_log
 from shared.projections import View
 from shared.settings import ServiceSettings
@@ -33,21 +33,6 @@ Progress = Callable[[int], None]
 """Told how many more events have been applied."""
 
 
-@dataclass(frozen=True)
-class Database:
-    """Where a service keeps its tables: a URL, a schema, and the embedded server (if any)."""
-
-    url: str
-    schema: str
-    embedded_server: Any = None
-
-
-def open_database(settings: ServiceSettings) -> Database:
-    url, embedded = resolve_database_url(settings)
-    ensure_schema(url, settings.db_schema)
-    return Database(url, settings.db_schema, embedded)
-
-
 def own_log(app: ServiceApplication, view: type[View] | None = None) -> Source:
     """A service's own log, decoded into its own domain events; for a view, only the events it
     handles are read (a view of contracts has no use for every registration)."""
@@ -57,17 +42,16 @@ def own_log(app: ServiceApplication, view: type[View] | None = None) -> Source:
 
 
 def published_log(
-    database_url: str,
+    database: Database,
     log: str,
     contracts: list[type[PublishedEvent]],
     *,
-    schema: str,
     recorder: PostgresApplicationRecorder | None = None,
 ) -> Source:
     """Another service's log, of which only the published events named are read (through the
-    reader of another source of the same log, if given: connections are few)."""
+    reader of another source of the same log, if given)."""
     language = PublishedLanguage(log, contracts)
-    recorder = recorder or open_log(database_url, log, schema=schema)
+    recorder = recorder or open_log(database, log)
     return Source(log, recorder, language.decode, topics=language.topics)
 
 
@@ -104,16 +88,20 @@ class RebuildReport:
 class ServiceRuntime:
     name: str
     settings: ServiceSettings
-    database_url: str
+    database: Database
     app: ServiceApplication
     followers: list[Follower]
     clock: ServiceClock
-    embedded_server: Any = None
     closers: list[Callable[[], None]] = field(default_factory=list)
     dispatcher: Any = None
     """The webhook dispatcher (``shared.webhooks.delivery.Dispatcher``), when the service
     delivers webhooks."""
     _clock_worker: ClockWorker | None = None
+    _closed: bool = False
+
+    @property
+    def database_url(self) -> str:
+        return self.database.url
 
     @property
     def schema(self) -> str:
@@ -142,9 +130,12 @@ class ServiceRuntime:
         for close in self.closers:
             close()
         self.app.close()
-        if self.embedded_server is not None:  # stops it if this process was its last user
-            self.embedded_server.cleanup()
-            self.embedded_server = None
+        if self._closed:
+            return
+        self._closed = True
+        self.database.close()
+        if self.database.embedded_server is not None:  # stops it if this process was its last
+            self.database.embedded_server.cleanup()
 
     def sync(self) -> None:
         """Bring every projection up to the logs it follows."""
@@ -153,9 +144,7 @@ class ServiceRuntime:
 
     def stuck_events(self) -> list[StuckEvent]:
         """Events this service's followers are stuck at, whichever replica leads them."""
-        return StuckEvents(self.database_url, self.schema).unresolved(
-            follower.name for follower in self.followers
-        )
+        return StuckEvents(self.database).unresolved(follower.name for follower in self.followers)
 
     def view_followers(self) -> list[Follower]:
         return [f for f in self.followers if isinstance(f.target, View)]
@@ -201,36 +190,41 @@ class ServiceRuntime:
     def _rebuild_beside(self, schema: str, progress: Progress | None) -> RebuildReport:
         if schema == self.schema:
             raise ValueError("rebuild into a schema other than the live one")
-        ensure_schema(self.database_url, schema)
         differences: list[TableDifference] = []
+        # A pool of its own: the rebuilt views live in another schema.
+        database = connect_database(
+            self.database.url, schema, min_connections=1, max_connections=2 * REBUILD_THREADS
+        )
 
         def rebuild(live: View, followers: list[Follower]) -> int:
-            rebuilt = type(live).open(self.database_url, schema=schema)
-            try:
-                beside = [Follower(f.source, rebuilt, self.database_url) for f in followers]
-                applied = _replay(rebuilt, beside, progress)
+            rebuilt = type(live).open(database)
+            beside = [Follower(f.source, rebuilt, self.database) for f in followers]
+            applied = _replay(rebuilt, beside, progress)
+            found = compare_tables(self.database_url, live, rebuilt)
+            for _ in range(3):
+                if not any(d.only_live or d.only_rebuilt for d in found):
+                    break
+                # The live service may have moved on while this ran: bring both to the
+                # same end of the logs; what still differs then is a real difference.
+                for follower in followers:
+                    follower.sync()
+                applied += sum(f.catch_up(progress=progress) for f in beside)
                 found = compare_tables(self.database_url, live, rebuilt)
-                for _ in range(3):
-                    if not any(d.only_live or d.only_rebuilt for d in found):
-                        break
-                    # The live service may have moved on while this ran: bring both to the
-                    # same end of the logs; what still differs then is a real difference.
-                    for follower in followers:
-                        follower.sync()
-                    applied += sum(f.catch_up(progress=progress) for f in beside)
-                    found = compare_tables(self.database_url, live, rebuilt)
-                differences.extend(found)
-                return applied
-            finally:
-                rebuilt.close()
+            differences.extend(found)
+            return applied
 
-        applied = _each_view(rebuild, self.views())
+        try:
+            applied = _each_view(rebuild, self.views())
+        finally:
+            database.close()
         return RebuildReport(self.name, schema, sum(applied), differences)
 
 
 def _replay(view: View, followers: list[Follower], progress: Progress | None) -> int:
     """Empty a view and let it take every event of its logs again."""
     view.drop()
+    for follower in followers:
+        follower.forget_progress()
     applied = sum(
         follower.catch_up(batch_size=REPLAY_BATCH, progress=progress) for follower in followers
     )

@@ -18,6 +18,23 @@ class ServiceSettings(BaseSettings):
         validation_alias=AliasChoices("DATABASE_URL", "DEALREG_DATABASE_URL"),
         description="PostgreSQL URL; unset: an embedded PostgreSQL in the data directory.",
     )
+    db_pool_min_connections: int = Field(
+        default=4,
+        ge=1,
+        description="Connections a service process keeps open in its pool for writes, "
+        "projections and the clock.",
+    )
+    db_pool_max_connections: int = Field(
+        default=4,
+        ge=1,
+        description="The most connections that pool opens under load (above the minimum, "
+        "one closes per minute unused).",
+    )
+    db_read_pool_max_connections: int = Field(
+        default=4,
+        ge=1,
+        description="The most connections the API's read pool opens (one is kept open).",
+    )
     data_dir: Path = Field(
         default=Path(".dealreg"),
         description="Where the embedded PostgreSQL keeps its data and the development JWT secret.",

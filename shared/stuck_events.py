@@ -13,11 +13,9 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any, ClassVar, Literal
 
-import psycopg
 from psycopg import sql
-from psycopg.rows import dict_row
 
-from shared.database import creating_tables
+from shared.database import Database, creating_tables
 
 Decision = Literal["retry", "skip"]
 
@@ -90,20 +88,16 @@ class StuckEvents:
 
     _ensured: ClassVar[set[tuple[str, str]]] = set()
 
-    def __init__(self, database_url: str, schema: str) -> None:
-        self.database_url = database_url
-        self.schema = schema
-        self.table = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(TABLE))
-        if (database_url, schema) not in self._ensured:
-            with creating_tables(database_url), self._connect() as conn:
+    def __init__(self, database: Database) -> None:
+        self.pool = database.pool
+        self.table = sql.SQL("{}.{}").format(sql.Identifier(database.schema), sql.Identifier(TABLE))
+        if (database.url, database.schema) not in self._ensured:
+            with creating_tables(database.url), self.pool.get_connection() as conn:
                 conn.execute(sql.SQL(_CREATE).format(table=self.table))
-            self._ensured.add((database_url, schema))
-
-    def _connect(self) -> psycopg.Connection[dict[str, Any]]:
-        return psycopg.connect(self.database_url, row_factory=dict_row, autocommit=True)
+            self._ensured.add((database.url, database.schema))
 
     def _rows(self, query: str, params: Iterable[Any] = ()) -> list[StuckEvent]:
-        with self._connect() as conn:
+        with self.pool.get_connection() as conn:  # autocommit: each statement on its own
             rows = conn.execute(sql.SQL(query).format(table=self.table), list(params)).fetchall()
         return [StuckEvent(**row) for row in rows]
 

@@ -20,14 +20,15 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, Self
 
 import psycopg
-from eventsourcing.persistence import IntegrityError, Notification, ShutDown, Tracking
-from eventsourcing.postgres import PostgresApplicationRecorder, PostgresSubscription
+from eventsourcing.persistence import IntegrityError, Notification, Tracking
+from eventsourcing.postgres import PostgresApplicationRecorder
 from psycopg.sql import SQL, Identifier
 
 from shared.audit.causes import caused_by, caused_by_event
+from shared.database import Database
 from shared.stuck_events import StuckEvent, StuckEvents, printable
 
 log = logging.getLogger(__name__)
@@ -83,29 +84,37 @@ def advisory_key(name: str) -> int:
     )
 
 
-class _AdvisoryLocks:
+class _OnePerDatabase:
+    """One instance per process and database URL, made when first asked for."""
+
+    _instances: ClassVar[dict[tuple[type, str], Any]] = {}
+    _instances_guard = threading.Lock()
+
+    def __init__(self, database_url: str) -> None:
+        self.database_url = database_url
+
+    @classmethod
+    def of(cls, database_url: str) -> Self:
+        with _OnePerDatabase._instances_guard:
+            found = _OnePerDatabase._instances.get((cls, database_url))
+            if found is None:
+                found = _OnePerDatabase._instances[(cls, database_url)] = cls(database_url)
+            assert isinstance(found, cls)
+            return found
+
+
+class _AdvisoryLocks(_OnePerDatabase):
     """One connection per process and database that holds all this process's advisory locks
     (a follower or clock each needs one lock, not one connection: connections are few).
 
     PostgreSQL lets a session take a lock it already holds, so this process's own holders are
     told apart here: a key already held in the process is not granted twice."""
 
-    _by_url: ClassVar[dict[str, _AdvisoryLocks]] = {}
-    _registry_guard = threading.Lock()
-
     def __init__(self, database_url: str) -> None:
-        self.database_url = database_url
+        super().__init__(database_url)
         self._guard = threading.Lock()
         self._conn: psycopg.Connection[Any] | None = None
         self._held: set[int] = set()
-
-    @classmethod
-    def of(cls, database_url: str) -> _AdvisoryLocks:
-        with cls._registry_guard:
-            locks = cls._by_url.get(database_url)
-            if locks is None:
-                locks = cls._by_url[database_url] = cls(database_url)
-            return locks
 
     def _connection(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed or self._conn.broken:
@@ -131,6 +140,86 @@ class _AdvisoryLocks:
             conn = self._conn
             if conn is not None and not conn.closed and not conn.broken:
                 conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+
+
+class Listener(_OnePerDatabase):
+    """One LISTEN connection per process and database, for every follower of every log: a
+    follower waits on an event that this connection sets when its log's channel is notified.
+
+    A connection each (the library's subscription) held some twenty connections per service.
+    After a lost connection every waiter is woken, since a notification may have been missed;
+    a waiter also looks on its own now and then (``Follower.poll_seconds``)."""
+
+    wait_seconds = 0.1
+    """How long one wait for notifications lasts before new channels are listened to (a
+    follower that starts waits for that, and a test starts many)."""
+
+    def __init__(self, database_url: str) -> None:
+        super().__init__(database_url)
+        self._guard = threading.Lock()
+        self._waiters: dict[str, set[threading.Event]] = {}
+        self._thread: threading.Thread | None = None
+
+    def subscribe(self, channel: str) -> threading.Event:
+        """An event set whenever ``channel`` is notified (also set at once: look first)."""
+        wake = threading.Event()
+        wake.set()
+        with self._guard:
+            self._waiters.setdefault(channel, set()).add(wake)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name=f"listen:{channel}", daemon=True
+                )
+                self._thread.start()
+        return wake
+
+    def unsubscribe(self, channel: str, wake: threading.Event) -> None:
+        with self._guard:
+            waiters = self._waiters.get(channel, set())
+            waiters.discard(wake)
+            if not waiters:
+                self._waiters.pop(channel, None)
+
+    def _channels(self) -> set[str]:
+        with self._guard:
+            return set(self._waiters)
+
+    def _wake(self, channel: str | None = None) -> None:
+        with self._guard:
+            for name, waiters in self._waiters.items():
+                if channel is None or name == channel:
+                    for wake in waiters:
+                        wake.set()
+
+    def _run(self) -> None:
+        backoff = 0.5
+        while True:
+            try:
+                self._listen()
+                backoff = 0.5
+            except Exception:  # a lost connection: listen again, after a while
+                log.warning("LISTEN connection lost; again in %.1fs", backoff, exc_info=True)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
+                self._wake()  # a notification may have been missed meanwhile
+            with self._guard:  # decided under the guard that ``subscribe`` starts a thread in
+                if not self._waiters:
+                    self._thread = None
+                    return
+
+    def _listen(self) -> None:
+        """Until nobody waits on any channel."""
+        with psycopg.connect(self.database_url, autocommit=True) as conn:
+            listening: set[str] = set()
+            while wanted := self._channels():
+                for channel in wanted - listening:
+                    conn.execute(SQL("LISTEN {}").format(Identifier(channel)))
+                    self._wake(channel)  # anything recorded before LISTEN took effect
+                for channel in listening - wanted:
+                    conn.execute(SQL("UNLISTEN {}").format(Identifier(channel)))
+                listening = wanted
+                for notification in conn.notifies(timeout=self.wait_seconds):
+                    self._wake(notification.channel)
 
 
 class Leadership:
@@ -211,15 +300,21 @@ class Follower:
     decision_poll_seconds = 1.0
     """How often a stuck follower looks for an operator's decision."""
 
-    def __init__(self, source: Source, target: Target, database_url: str) -> None:
+    poll_seconds = 10.0
+    """How often a follower looks at its log unprompted: a notification is what wakes it, this
+    only bounds how late it can be if one was lost."""
+
+    def __init__(self, source: Source, target: Target, database: Database) -> None:
+        """``database``: where the logs are (the stuck events are kept beside them)."""
         self.source = source
         self.target = target
         self.name = f"{target.name}<-{source.log}"
-        self.leadership = Leadership(database_url, f"follower:{self.name}")
-        self.stuck_events = StuckEvents(database_url, source.recorder.datastore.schema)
+        self.leadership = Leadership(database.url, f"follower:{self.name}")
+        self.stuck_events = StuckEvents(database)
+        self.listener = Listener.of(database.url)
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
-        self._subscription: Any = None
+        self._wake: threading.Event | None = None
         self._leading = False
         self._caught_up = False
         self.last_error: str | None = None
@@ -319,20 +414,41 @@ class Follower:
         # Skips may have been decided in another process (while this one was stopped, or
         # before a rebuild): they hold for every catch-up.
         self._skipped = self.stuck_events.skipped(self.name)
+        return self._catch_up(batch_size, stopping, progress)
+
+    def forget_progress(self) -> None:
+        """The target was emptied (a rebuild): read the log from its start again."""
+        self._applied_through = 0
+
+    def _catch_up(
+        self,
+        batch_size: int = 500,
+        stopping: threading.Event | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
+        """Read from the later of the position and the head up to which every wanted event is
+        known applied: a follower of rare topics (webhook endpoints) stays near the start of a
+        log, and reading from its position read the whole log since, on every event anyone
+        recorded. Events become visible in the order of their positions (the recorder inserts
+        under a table lock), so every event up to a head read first is there to be read."""
         applied = 0
         while stopping is None or not stopping.is_set():
+            head = self.source.head()
             notifications = self.source.recorder.select_notifications(
-                start=self.position(),
+                start=max(self.position(), self._applied_through),
                 limit=batch_size,
+                stop=head,
                 topics=self.source.topics,
                 inclusive_of_start=False,
             )
-            if not notifications:
+            if notifications:
+                self._apply_many(notifications)
+                applied += len(notifications)
+                if progress is not None:
+                    progress(len(notifications))
+            if len(notifications) < batch_size:
+                self._applied_through = max(self._applied_through, head)
                 return applied
-            self._apply_many(notifications)
-            applied += len(notifications)
-            if progress is not None:
-                progress(len(notifications))
         return applied
 
     def sync(self, timeout: float = 30.0) -> None:
@@ -357,9 +473,9 @@ class Follower:
 
     def stop(self) -> None:
         self._stopping.set()
-        subscription = self._subscription
-        if subscription is not None:
-            subscription.stop()
+        wake = self._wake
+        if wake is not None:
+            wake.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
 
@@ -391,7 +507,6 @@ class Follower:
                 backoff = min(backoff * 2, 30.0)
             finally:
                 self._leading = False
-                self._subscription = None
 
     def _lead(self) -> None:
         """Follow; at an event that keeps failing, wait (still leading, so that no other
@@ -464,63 +579,18 @@ class Follower:
         if self._unresolved is not None and self.position() >= self._unresolved:
             self.stuck_events.passed(self.name, self.position())
             self._unresolved = None
-        self.catch_up(stopping=self._stopping)  # in batches when behind, then one by one
-        subscription = _Subscription(
-            self.source.recorder,
-            gt=self.target.max_tracking_id(self.source.log),
-            topics=self.source.topics,
-        )
-        self._subscription = subscription
-        if self._stopping.is_set():
-            subscription.stop()
-        with subscription:
-            for notifications in pages(subscription):
-                self._apply_many(notifications)
+        self._skipped = self.stuck_events.skipped(self.name)
+        channel = self.source.recorder.channel_name
+        self._wake = wake = self.listener.subscribe(channel)
+        try:
+            while not self._stopping.is_set():
+                wake.clear()  # before reading: a notification from now on wakes the next wait
+                self._catch_up(stopping=self._stopping)
                 self.last_error = None
-
-
-class _Subscription(PostgresSubscription):
-    """The library's LISTEN/NOTIFY subscription, that also moves past the events it does not
-    want. The library's starts each pull after the last event it handed out: a follower of a
-    few rare topics read the whole log since then, on every event anyone recorded (at 24k
-    events, 40-50 ms a pull, three such followers in tiering). Events become visible in the
-    order of their positions (the recorder inserts under a table lock), so every event up to
-    the head read before a pull is there to be read."""
-
-    def _pull(self) -> None:
-        while not self._has_been_stopped:
-            self._has_been_notified.clear()
-            head = self._recorder.max_notification_id() or 0
-            notifications = self._recorder.select_notifications(
-                start=self._last_notification_id or 0,
-                limit=self._select_limit,
-                stop=head,
-                topics=self._topics,
-                inclusive_of_start=False,
-            )
-            if notifications:
-                try:
-                    self._notifications_queue.put(notifications)
-                except ShutDown:
-                    break
-                self._last_notification_id = notifications[-1].id
-            if len(notifications) < self._select_limit:
-                self._last_notification_id = max(self._last_notification_id or 0, head)
-                break
-
-
-def pages(subscription: Any) -> Iterator[list[Notification]]:
-    """The events of a live subscription, as the pages it pulled them in.
-
-    The library's LISTEN/NOTIFY subscription reads new events a page at a time (up to 500) but
-    hands them out one by one; a view that takes each in a transaction of its own falls behind
-    under load. Whatever the page still holds after the first is taken with it (its internal
-    page, pinned by constraints.txt and checked by tests/integration/test_followers.py)."""
-    for first in subscription:
-        page: Sequence[Notification] = subscription._notifications
-        index: int = subscription._notifications_index
-        subscription._notifications_index = len(page)
-        yield [first, *page[index:]]
+                wake.wait(self.poll_seconds)
+        finally:
+            self.listener.unsubscribe(channel, wake)
+            self._wake = None
 
 
 class DecidingTarget:

@@ -21,7 +21,7 @@ from pydantic import AwareDatetime, BaseModel
 from shared.audit.api import audit_router
 from shared.audit.causes import CauseMiddleware
 from shared.auth import TokenVerifier
-from shared.database import asyncpg_dsn
+from shared.database import POOL_IDLE_SECONDS, asyncpg_dsn
 from shared.dependencies import Admin, Runtime
 from shared.idempotency import WriteRequestMiddleware, install_answers
 from shared.idempotency import ensure_table as ensure_idempotency_table
@@ -221,8 +221,12 @@ def create_service_api(
         app.state.pool = await asyncpg.create_pool(
             **asyncpg_dsn(runtime.database_url),
             min_size=1,
-            max_size=10,
-            server_settings={"search_path": runtime.schema},
+            max_size=runtime.settings.db_read_pool_max_connections,
+            max_inactive_connection_lifetime=POOL_IDLE_SECONDS,
+            server_settings={
+                "search_path": runtime.schema,
+                "application_name": f"dealreg-{runtime.name}",
+            },
         )
         if start_workers:
             await run_in_threadpool(runtime.start)

@@ -26,6 +26,7 @@ from shared.contracts import (
     PublishedEvent,
     TierChanged,
 )
+from shared.database import Database
 from shared.eventlog import ServiceApplication
 
 FOLLOWS_REGISTRATION: list[type[PublishedEvent]] = [
@@ -68,13 +69,12 @@ class CommissionsApplication(ServiceApplication, EventSourcedProjection[UUID]):
 
     def __init__(
         self,
-        database_url: str,
+        database: Database,
         *,
         schedule: Schedule,
         tiers_known: Callable[[], None] = lambda: None,
-        schema: str = "public",
     ) -> None:
-        super().__init__(database_url, schema=schema)
+        super().__init__(database)
         self.schedule = schedule
         self.tiers_known = tiers_known
         """Lets commissions catch up with tiering: a contract earns by the tier held when it

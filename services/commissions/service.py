@@ -19,8 +19,9 @@ from services.commissions.projections import LedgerView, TiersView
 from shared.audit.index import audit_trail
 from shared.clock import ServiceClock, utc_now
 from shared.contracts import TierChanged
+from shared.database import open_database
 from shared.edge import BodyLimit
-from shared.runtime import ServiceRuntime, open_database, own_log, published_log
+from shared.runtime import ServiceRuntime, own_log, published_log
 from shared.settings import ServiceSettings
 from shared.subscriptions import DecidingTarget, Follower
 from shared.web import create_service_api
@@ -40,43 +41,41 @@ def build_runtime(
     settings: ServiceSettings | None = None, *, now: Callable[[], datetime] = utc_now
 ) -> ServiceRuntime:
     settings = settings or ServiceSettings()
-    database = open_database(settings)
-    url, schema = database.url, database.schema
-    tier_view = TiersView.open(url, schema=schema)
-    ledger = LedgerView.open(url, schema=schema)
-    tiering_decisions = published_log(url, "tiering", FOLLOWS_TIERING, schema=schema)
+    database = open_database(settings, NAME)
+    tier_view = TiersView.open(database)
+    ledger = LedgerView.open(database)
+    tiering_decisions = published_log(database, "tiering", FOLLOWS_TIERING)
     follows_tiering: list[Follower] = []
     app = CommissionsApplication(
-        url,
+        database,
         schedule=ledger,
         tiers_known=lambda: tiers_known(follows_tiering[0]),
-        schema=schema,
     )
-    follows_tiering.append(Follower(tiering_decisions, DecidingTarget(app), url))
-    registration = published_log(url, "registration", FOLLOWS_REGISTRATION, schema=schema)
+    follows_tiering.append(Follower(tiering_decisions, DecidingTarget(app), database))
+    registration = published_log(database, "registration", FOLLOWS_REGISTRATION)
     tiering_tiers = published_log(
-        url, "tiering", [TierChanged], schema=schema, recorder=tiering_decisions.recorder
+        database, "tiering", [TierChanged], recorder=tiering_decisions.recorder
     )
-    follows_registration = Follower(registration, DecidingTarget(app), url)
-    follows_ledger = Follower(own_log(app, LedgerView), ledger, url)
+    follows_registration = Follower(registration, DecidingTarget(app), database)
+    follows_ledger = Follower(own_log(app, LedgerView), ledger, database)
     webhooks = webhook_delivery(
         NAME,
-        url,
+        database,
         settings,
         own_log=app.recorder,  # type: ignore[arg-type]
         registration_log=registration.recorder,
         save=app.save,
     )
-    audit = audit_trail(NAME, app, settings, url)
+    audit = audit_trail(NAME, app, settings, database)
     return ServiceRuntime(
         name=NAME,
         settings=settings,
-        database_url=url,
+        database=database,
         app=app,
         followers=[
             follows_registration,
             *follows_tiering,
-            Follower(tiering_tiers, tier_view, url),
+            Follower(tiering_tiers, tier_view, database),
             follows_ledger,
             *webhooks.followers,
             audit.follower,
@@ -88,16 +87,7 @@ def build_runtime(
             needs=[*follows_tiering, follows_registration, follows_ledger],
             now=now,
         ),
-        embedded_server=database.embedded_server,
         dispatcher=webhooks.dispatcher,
-        closers=[
-            tier_view.close,
-            ledger.close,
-            webhooks.view.close,
-            audit.view.close,
-            registration.recorder.datastore.close,
-            tiering_decisions.recorder.datastore.close,
-        ],
     )
 
 

@@ -34,6 +34,7 @@ from services.registration.domain.registrations import (
     TransitionError,
 )
 from services.registration.domain.webhooks import Endpoint
+from shared.database import Database
 from shared.eventlog import ServiceApplication
 from shared.money import Money
 
@@ -192,13 +193,12 @@ class RegistrationApplication(ServiceApplication):
 
     def __init__(
         self,
-        database_url: str,
+        database: Database,
         *,
         partners: PartnerDirectory,
         customers: CustomerIndex,
-        schema: str = "public",
     ) -> None:
-        super().__init__(database_url, schema=schema)
+        super().__init__(database)
         self.partners = partners
         self.customers = customers
 

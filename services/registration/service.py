@@ -24,8 +24,9 @@ from services.registration.projections import (
 from shared.audit.index import audit_trail
 from shared.clock import ServiceClock, utc_now
 from shared.contracts import PartnerEnrolled, PartnerMembershipChanged, TierChanged
+from shared.database import open_database
 from shared.edge import BodyLimit
-from shared.runtime import ServiceRuntime, open_database, own_log, published_log
+from shared.runtime import ServiceRuntime, own_log, published_log
 from shared.settings import ServiceSettings
 from shared.subscriptions import Follower
 from shared.web import create_service_api
@@ -38,37 +39,35 @@ def build_runtime(
     settings: ServiceSettings | None = None, *, now: Callable[[], datetime] = utc_now
 ) -> ServiceRuntime:
     settings = settings or ServiceSettings()
-    database = open_database(settings)
-    url, schema = database.url, database.schema
-    directory = PartnerDirectoryView.open(url, schema=schema)
-    deals = DealsView.open(url, schema=schema)
-    contracts = ContractsView.open(url, schema=schema)
+    database = open_database(settings, NAME)
+    directory = PartnerDirectoryView.open(database)
+    deals = DealsView.open(database)
+    contracts = ContractsView.open(database)
     index = RegistrationIndex(deals, contracts)
     tiering = published_log(
-        url, "tiering", [PartnerEnrolled, PartnerMembershipChanged, TierChanged], schema=schema
+        database, "tiering", [PartnerEnrolled, PartnerMembershipChanged, TierChanged]
     )
-    follows_tiering = Follower(tiering, directory, url)
+    follows_tiering = Follower(tiering, directory, database)
     app = RegistrationApplication(
-        url,
+        database,
         partners=CatchingUpDirectory(directory, lambda: follows_tiering.sync(timeout=5)),
         customers=index,
-        schema=schema,
     )
-    follows_deals = Follower(own_log(app, DealsView), deals, url)
-    follows_contracts = Follower(own_log(app, ContractsView), contracts, url)
+    follows_deals = Follower(own_log(app, DealsView), deals, database)
+    follows_contracts = Follower(own_log(app, ContractsView), contracts, database)
     webhooks = webhook_delivery(
         NAME,
-        url,
+        database,
         settings,
         own_log=app.recorder,  # type: ignore[arg-type]
         registration_log=app.recorder,  # type: ignore[arg-type]
         save=app.save,
     )
-    audit = audit_trail(NAME, app, settings, url)
+    audit = audit_trail(NAME, app, settings, database)
     return ServiceRuntime(
         name=NAME,
         settings=settings,
-        database_url=url,
+        database=database,
         app=app,
         followers=[
             follows_tiering,
@@ -84,16 +83,7 @@ def build_runtime(
             needs=[follows_deals, follows_contracts],
             now=now,
         ),
-        embedded_server=database.embedded_server,
         dispatcher=webhooks.dispatcher,
-        closers=[
-            directory.close,
-            deals.close,
-            contracts.close,
-            webhooks.view.close,
-            audit.view.close,
-            tiering.recorder.datastore.close,
-        ],
     )
 
 

@@ -25,6 +25,7 @@ from shared.contracts import (
     PublishedEvent,
     RegistrationApproved,
 )
+from shared.database import Database
 from shared.eventlog import ServiceApplication
 from shared.policy import PolicyVersion, ProgramPolicy
 
@@ -69,8 +70,8 @@ class Register(Protocol):
 class TieringApplication(ServiceApplication, EventSourcedProjection[UUID]):
     name = "tiering"
 
-    def __init__(self, database_url: str, *, members: Members, schema: str = "public") -> None:
-        super().__init__(database_url, schema=schema)
+    def __init__(self, database: Database, *, members: Members) -> None:
+        super().__init__(database)
         self.members = members
 
     # --- reading ----------------------------------------------------------------------

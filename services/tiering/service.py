@@ -17,8 +17,9 @@ from services.tiering.projections import ActivityView, MemberRegister, MembersVi
 from shared.audit.index import audit_trail
 from shared.clock import ServiceClock, utc_now
 from shared.contracts import ContractRenewed, ContractSigned, DealRegistered
+from shared.database import open_database
 from shared.edge import REQUEST_BODY_LIMIT, BodyLimit
-from shared.runtime import ServiceRuntime, open_database, own_log, published_log
+from shared.runtime import ServiceRuntime, own_log, published_log
 from shared.settings import ServiceSettings
 from shared.subscriptions import DecidingTarget, Follower
 from shared.web import create_service_api
@@ -31,32 +32,33 @@ def build_runtime(
     settings: ServiceSettings | None = None, *, now: Callable[[], datetime] = utc_now
 ) -> ServiceRuntime:
     settings = settings or ServiceSettings()
-    database = open_database(settings)
-    url, schema = database.url, database.schema
-    members = MembersView.open(url, schema=schema)
-    activity = ActivityView.open(url, schema=schema)
+    database = open_database(settings, NAME)
+    members = MembersView.open(database)
+    activity = ActivityView.open(database)
     register = MemberRegister(members, activity)
-    app = TieringApplication(url, members=register, schema=schema)
+    app = TieringApplication(database, members=register)
     registrations = published_log(
-        url, "registration", [DealRegistered, ContractSigned, ContractRenewed], schema=schema
+        database, "registration", [DealRegistered, ContractSigned, ContractRenewed]
     )
-    registration_facts = published_log(url, "registration", FOLLOWS, schema=schema)
-    follows_members = Follower(own_log(app, MembersView), members, url)
-    follows_activity = Follower(registrations, activity, url)
-    decides_on_facts = Follower(registration_facts, DecidingTarget(app), url)
+    registration_facts = published_log(
+        database, "registration", FOLLOWS, recorder=registrations.recorder
+    )
+    follows_members = Follower(own_log(app, MembersView), members, database)
+    follows_activity = Follower(registrations, activity, database)
+    decides_on_facts = Follower(registration_facts, DecidingTarget(app), database)
     webhooks = webhook_delivery(
         NAME,
-        url,
+        database,
         settings,
         own_log=app.recorder,  # type: ignore[arg-type]
         registration_log=registration_facts.recorder,
         save=app.save,
     )
-    audit = audit_trail(NAME, app, settings, url)
+    audit = audit_trail(NAME, app, settings, database)
     return ServiceRuntime(
         name=NAME,
         settings=settings,
-        database_url=url,
+        database=database,
         app=app,
         followers=[
             follows_members,
@@ -72,16 +74,7 @@ def build_runtime(
             needs=[decides_on_facts, follows_activity, follows_members],
             now=now,
         ),
-        embedded_server=database.embedded_server,
         dispatcher=webhooks.dispatcher,
-        closers=[
-            members.close,
-            webhooks.view.close,
-            audit.view.close,
-            activity.close,
-            registrations.recorder.datastore.close,
-            registration_facts.recorder.datastore.close,
-        ],
     )
 
 

@@ -21,6 +21,7 @@ from eventsourcing.postgres import PostgresApplicationRecorder
 
 from shared.audit.causes import AUDIT_KEY
 from shared.audit.checkpoints import Checkpoint
+from shared.database import Database
 from shared.projections import View
 from shared.settings import ServiceSettings
 from shared.subscriptions import Follower, Source
@@ -109,10 +110,12 @@ class AuditTrail:
     view: AuditIndex
 
 
-def audit_trail(service: str, app: Any, settings: ServiceSettings, database_url: str) -> AuditTrail:
-    view = audit_index(service).open(database_url, schema=settings.db_schema)
+def audit_trail(
+    service: str, app: Any, settings: ServiceSettings, database: Database
+) -> AuditTrail:
+    view = audit_index(service).open(database)
     return AuditTrail(
-        follower=Follower(indexed_log(service, app.recorder), view, database_url),
+        follower=Follower(indexed_log(service, app.recorder), view, database),
         checkpoint=Checkpoint(app, service, settings.audit_checkpoint_every),
         view=view,
     )

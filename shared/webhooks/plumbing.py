@@ -8,6 +8,7 @@ from typing import Any
 from eventsourcing.postgres import PostgresApplicationRecorder
 
 from shared.contracts import DELIVERED_BY, WebhookEndpointChanged
+from shared.database import Database
 from shared.runtime import published_log
 from shared.settings import ServiceSettings
 from shared.subscriptions import Follower
@@ -18,7 +19,7 @@ from shared.webhooks.secrets import SecretBox
 
 def webhook_delivery(
     service: str,
-    database_url: str,
+    database: Database,
     settings: ServiceSettings,
     *,
     own_log: PostgresApplicationRecorder,
@@ -26,34 +27,25 @@ def webhook_delivery(
     save: Callable[..., Any],
 ) -> WebhookDelivery:
     """``own_log`` and ``registration_log`` are readers the service already holds (the same
-    one, for registration): connections are few."""
-    schema = settings.db_schema
-    view = webhook_view(service).open(database_url, schema=schema)
+    one, for registration)."""
+    view = webhook_view(service).open(database)
     delivered = list(DELIVERED_BY[service])
     if service == "registration":
         both = published_log(
-            database_url,
-            service,
-            [WebhookEndpointChanged, *delivered],
-            schema=schema,
-            recorder=own_log,
+            database, service, [WebhookEndpointChanged, *delivered], recorder=own_log
         )
-        followers = [Follower(both, view, database_url)]
+        followers = [Follower(both, view, database)]
     else:
         endpoints = published_log(
-            database_url,
-            "registration",
-            [WebhookEndpointChanged],
-            schema=schema,
-            recorder=registration_log,
+            database, "registration", [WebhookEndpointChanged], recorder=registration_log
         )
-        outbox = published_log(database_url, service, delivered, schema=schema, recorder=own_log)
-        followers = [Follower(endpoints, view, database_url), Follower(outbox, view, database_url)]
+        outbox = published_log(database, service, delivered, recorder=own_log)
+        followers = [Follower(endpoints, view, database), Follower(outbox, view, database)]
     key = settings.resolved_webhook_key()
     dispatcher = Dispatcher(
         service,
-        database_url,
-        schema,
+        database.url,
+        database.schema,
         settings,
         box=SecretBox(key) if key else None,
         endpoints=followers[0],

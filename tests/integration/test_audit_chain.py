@@ -16,8 +16,8 @@ from shared.audit.chain import GENESIS, Checkpoint, chain_head, link, verify_cha
 from shared.audit.checkpoints import Checkpoint as CheckpointJob
 from shared.audit.checkpoints import LogChain
 from shared.clock import ServiceClock
+from shared.database import connect_database
 from shared.eventlog import ServiceApplication
-from shared.runtime import Database
 
 pytestmark = pytest.mark.postgres
 
@@ -38,11 +38,13 @@ class Notebook(ServiceApplication):
 
 @pytest.fixture
 def notebook(database_url: str) -> Iterator[Notebook]:
-    app = Notebook(database_url)
+    database = connect_database(database_url)
+    app = Notebook(database)
     for n in range(10):
         app.save(Note(f"note {n}"))  # positions 1..10, one transaction each
     yield app
     app.close()
+    database.close()
 
 
 def rewrite(
@@ -154,7 +156,7 @@ def test_the_clock_publishes_a_checkpoint_every_so_many_events(
     clock.advance(start + timedelta(minutes=1))  # five since (the checkpoint's own included)
     assert notebook.repository.get(LogChain.create_id("notebook")).through_position == 10
 
-    recorded = published_checkpoints(Database(database_url, "public"), "notebook")
+    recorded = published_checkpoints(notebook.database, "notebook")
     assert [c.position for c in recorded] == [10]
     assert verified(database_url, checkpoints=recorded) is None
     wrong = Checkpoint("notebook", 10, "00" * 32, "a forged copy")
@@ -166,7 +168,7 @@ def test_a_log_that_predates_its_chain_is_chained_when_the_chain_arrives(
 ) -> None:
     with psycopg.connect(database_url) as conn:
         conn.execute("DROP TABLE notebook_chain")
-    again = Notebook(database_url)
+    again = Notebook(notebook.database)
     try:
         again.save(Note("after the chain"))
     finally:

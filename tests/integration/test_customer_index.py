@@ -14,6 +14,7 @@ from eventsourcing.persistence import Tracking
 from services.registration.domain.customers import CustomerIdentity, match_keys
 from services.registration.domain.registrations import Assessment, Registration
 from services.registration.projections import DealsView
+from shared.database import connect_database
 from shared.money import Money
 
 pytestmark = pytest.mark.postgres
@@ -59,9 +60,9 @@ class Log:
 
 @pytest.fixture
 def deals(database_url: str) -> Iterator[DealsView]:
-    view = DealsView.open(database_url)
-    yield view
-    view.close()
+    database = connect_database(database_url)
+    yield DealsView.open(database)
+    database.close()
 
 
 def counts(view: DealsView, name: str) -> set[int]:

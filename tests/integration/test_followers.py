@@ -7,13 +7,14 @@ from collections.abc import Callable
 from datetime import date
 from typing import Any
 
+import psycopg
 import pytest
 from eventsourcing.persistence import IntegrityError, Tracking
 
 from services.tiering import service as tiering
 from services.tiering.projections import MembersView
 from shared.runtime import ServiceRuntime, WorkerIsRunningError, own_log
-from shared.subscriptions import Follower, _Subscription, pages
+from shared.subscriptions import Follower, Source
 from tests.conftest import eventually
 
 
@@ -32,8 +33,6 @@ def enrol(runtime: ServiceRuntime, name: str) -> Any:
 
 
 def count(runtime: ServiceRuntime, table: str) -> int:
-    import psycopg
-
     with psycopg.connect(runtime.database_url) as conn:
         row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()  # noqa: S608
         assert row is not None
@@ -160,29 +159,34 @@ def test_own_log_source_reads_every_event(runtime: ServiceRuntime) -> None:
     assert own_log(runtime.app).pending_after(0) == 3
 
 
-def test_a_live_subscription_is_taken_a_page_at_a_time(runtime: ServiceRuntime) -> None:
-    """``pages`` reads the library's subscription page: a view takes a burst in one go."""
-    for n in range(7):
-        enrol(runtime, f"Burst {n}")
-    recorder = runtime.app.recorder
-    subscription = recorder.subscribe(gt=0)  # type: ignore[attr-defined]
-    with subscription:
-        first = next(pages(subscription))
-        subscription.stop()
-    assert [n.id for n in first] == list(range(1, len(first) + 1))
-    assert len(first) == runtime.app.recorder.max_notification_id()  # type: ignore[attr-defined]
-
-
-def test_a_subscription_moves_past_the_events_it_does_not_want(runtime: ServiceRuntime) -> None:
-    """A follower of rare topics reads from the head on, not again from its last event."""
+def test_a_follower_of_rare_topics_reads_on_from_the_head(runtime: ServiceRuntime) -> None:
+    """It remembers the head up to which it found nothing to apply, and reads on from there,
+    not again from its last event, on every event anyone records."""
     enrol(runtime, "Before")
     recorder: Any = runtime.app.recorder
-    subscription = _Subscription(recorder, gt=0, topics=["a topic nobody records"])
-    with subscription:
-        eventually(lambda: subscription._last_notification_id == recorder.max_notification_id())
-        enrol(runtime, "After")
-        eventually(lambda: subscription._last_notification_id == recorder.max_notification_id())
-        subscription.stop()
+    rare = Source("tiering", recorder, runtime.app.decode, topics=["a topic nobody records"])
+    follower = Follower(rare, members(runtime).target, runtime.database)
+    follower.start()
+    try:
+        eventually(lambda: follower._applied_through == recorder.max_notification_id())
+        enrol(runtime, "After")  # woken by the notification, it moves on to the new head
+        eventually(lambda: follower._applied_through == recorder.max_notification_id())
+    finally:
+        follower.stop()
+    assert follower.position() == 0  # it applied nothing
+
+
+def test_one_listen_connection_serves_every_follower(runtime: ServiceRuntime) -> None:
+    runtime.start()
+    eventually(lambda: all(f.ready for f in runtime.followers))
+    enrol(runtime, "Heard")
+    eventually(lambda: count(runtime, "tiering_partners") == 1)
+    with psycopg.connect(runtime.database_url) as conn:
+        listening = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND query LIKE 'LISTEN%%'"
+        ).fetchone()
+    assert listening == (1,)
 
 
 def test_pending_is_counted_from_the_head_where_none_was_pending(runtime: ServiceRuntime) -> None:

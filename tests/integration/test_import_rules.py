@@ -19,6 +19,7 @@ from services.registration.domain.customers import CustomerIdentity, match_keys
 from services.registration.import_lookups import BatchLookups
 from services.registration.projections import ContractsView, DealsView, RegistrationIndex
 from shared.auth import Role
+from shared.database import connect_database
 from tests.conftest import bearer, eventually
 from tests.integration.conftest import Clients
 from tests.integration.test_imports import COLUMNS, company_name, post
@@ -151,7 +152,8 @@ def test_batched_lookups_answer_as_the_per_row_lookups(clients: Clients, databas
         return counts == (len(rows), 1)
 
     eventually(caught_up)
-    deals, contracts = DealsView.open(database_url), ContractsView.open(database_url)
+    database = connect_database(database_url)
+    deals, contracts = DealsView.open(database), ContractsView.open(database)
     try:
         index, batched = RegistrationIndex(deals, contracts), BatchLookups(deals, contracts)
         asked = []
@@ -181,5 +183,4 @@ def test_batched_lookups_answer_as_the_per_row_lookups(clients: Clients, databas
             assert batched.incumbents(keys, on) == expected
         assert key in batched.incumbents(keys, end)
     finally:
-        deals.datastore.close()
-        contracts.datastore.close()
+        database.close()

@@ -22,7 +22,7 @@ from eventsourcing.postgres import PostgresFactory
 from eventsourcing.utils import Environment, get_topic
 
 from shared.audit.chain import ChainedProcessRecorder, chain_head, verify_chain
-from shared.database import eventsourcing_env
+from shared.database import connect_database, eventsourcing_env
 from shared.eventlog import ServiceApplication
 
 pytestmark = pytest.mark.postgres
@@ -44,9 +44,11 @@ class Book(ServiceApplication):
 
 @pytest.fixture
 def book(database_url: str) -> Iterator[Book]:
-    app = Book(database_url)
+    database = connect_database(database_url)
+    app = Book(database)
     yield app
     app.close()
+    database.close()
 
 
 def within(seconds: float, call: Callable[[], T]) -> T:
