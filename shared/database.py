@@ -6,7 +6,7 @@ import logging
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +62,8 @@ class Database:
     schema: str
     pool: PostgresDatastore
     embedded_server: Any = None
+    created: set[str] = field(default_factory=set, compare=False)
+    """Tables this process has made sure of (``CREATE ... IF NOT EXISTS`` once, not per use)."""
 
     def close(self) -> None:
         self.pool.close()

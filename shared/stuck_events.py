@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 from psycopg import sql
 
@@ -86,15 +86,13 @@ def printable(error: str) -> str:
 class StuckEvents:
     """The table of stuck events of one schema (the logs' schema), shared by every service."""
 
-    _ensured: ClassVar[set[tuple[str, str]]] = set()
-
     def __init__(self, database: Database) -> None:
         self.pool = database.pool
         self.table = sql.SQL("{}.{}").format(sql.Identifier(database.schema), sql.Identifier(TABLE))
-        if (database.url, database.schema) not in self._ensured:
+        if TABLE not in database.created:
             with creating_tables(database.url), self.pool.get_connection() as conn:
                 conn.execute(sql.SQL(_CREATE).format(table=self.table))
-            self._ensured.add((database.url, database.schema))
+            database.created.add(TABLE)
 
     def _rows(self, query: str, params: Iterable[Any] = ()) -> list[StuckEvent]:
         with self.pool.get_connection() as conn:  # autocommit: each statement on its own

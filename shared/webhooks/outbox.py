@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from functools import cache
 from typing import Any, Literal
 from uuid import NAMESPACE_URL, uuid5
 
@@ -127,8 +128,10 @@ def webhook_view(service: str) -> type[WebhookView]:
     )
 
 
+@cache
 def webhook_bodies(service: str) -> dict[str, type[BaseModel]]:
-    """The body of each webhook a service sends, as a model (for its OpenAPI ``webhooks``)."""
+    """The body of each webhook a service sends, as a model (for its OpenAPI ``webhooks``).
+    Made once per process: building the models took a tenth of a second per service."""
     bodies: dict[str, type[BaseModel]] = {}
     for contract in DELIVERED_BY[service]:
         name = contract.event_name

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -21,11 +22,31 @@ from tests.conftest import JWT_SECRET, STUCK_SECONDS
 SERVICES = ("registration", "commissions", "tiering")
 
 
-def free_port() -> int:
+LISTEN_PORTS = range(20000, 32000)
+"""Where the services under test listen: below Linux's ephemeral range (32768 on), from which
+every outgoing connection (to PostgreSQL, between services) takes a port, and where a port
+found free a moment ago was seen taken by the time a service bound it."""
+
+
+def bindable(port: int) -> bool:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def free_ports(count: int = 1) -> int:
+    """The first of ``count`` consecutive ports that are free now."""
+    while True:
+        first = random.randrange(LISTEN_PORTS.start, LISTEN_PORTS.stop - count)
+        if all(bindable(first + n) for n in range(count)):
+            return first
+
+
+def free_port() -> int:
+    return free_ports(1)
 
 
 @dataclass

@@ -15,7 +15,7 @@ import httpx
 import psutil
 
 from tests.conftest import STUCK_SECONDS
-from tests.e2e.conftest import free_port
+from tests.e2e.conftest import free_ports
 
 NAMES = {"registration": 8001, "commissions": 8002, "tiering": 8003}
 
@@ -47,7 +47,8 @@ def wait_for_token(
 
 
 def interrupt(process: subprocess.Popen[str]) -> None:
-    os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C does: the whole foreground group
+    if process.poll() is None:  # (one that ended already has said why in its log)
+        os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C does: the whole foreground group
     assert process.wait(timeout=STUCK_SECONDS) == 0
 
 
@@ -62,7 +63,7 @@ def postgres_running(data_dir: Path) -> bool:
 
 def test_run_prints_urls_and_a_token_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
-    offset = free_port() - 8001 if free_port() > 20000 else 30000
+    offset = free_ports(3) - 8001  # the three services' ports, one after the other
     first_log = tmp_path / "first.log"
     process = start(data_dir, offset, first_log)
     try:
