@@ -31,7 +31,7 @@ from shared.audit.causes import AUDIT_KEY, current_cause
 from shared.audit.chain import ChainedApplicationRecorder, ChainedProcessRecorder
 from shared.clock import Clock
 from shared.codec import register_transcodings
-from shared.database import Database, PooledFactory, creating_tables
+from shared.database import Database, PooledFactory
 
 TAggregate = TypeVar("TAggregate")
 T = TypeVar("T")
@@ -150,7 +150,7 @@ class ServiceApplication(Application[UUID]):
             "APPLICATION_RECORDER_TOPIC": get_topic(ChainedApplicationRecorder),
             "PROCESS_RECORDER_TOPIC": get_topic(ChainedProcessRecorder),
         }
-        with creating_tables(database.url):
+        with database.creating_tables():
             super().__init__(env)
 
     def construct_factory(self, env: Environment) -> InfrastructureFactory[Any]:
@@ -274,7 +274,7 @@ def open_log(database: Database, log: str) -> PostgresApplicationRecorder:
     It may create the (empty) table, so that a consumer can start before its producer.
     """
     factory = PooledFactory(Environment(log), database)
-    with creating_tables(database.url):
+    with database.creating_tables():
         recorder = factory.application_recorder()
     assert isinstance(recorder, PostgresApplicationRecorder)
     return recorder

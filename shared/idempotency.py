@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID, uuid4
 
-import psycopg
 from cryptography.fernet import Fernet, InvalidToken
 from eventsourcing.persistence import IntegrityError
 from fastapi import FastAPI, Request
@@ -39,7 +38,7 @@ from psycopg import sql
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.auth import ON_AUTHORIZED, Principal
-from shared.database import creating_tables
+from shared.database import Database
 from shared.eventlog import RequestWrites, ServiceApplication, collecting
 from shared.problems import Problem
 from shared.settings import ServiceSettings
@@ -57,8 +56,9 @@ def table_name(service: str) -> str:
     return f"{service}_idempotency"
 
 
-def ensure_table(database_url: str, schema: str, service: str) -> None:
-    with creating_tables(database_url), psycopg.connect(database_url, autocommit=True) as conn:
+def ensure_table(database: Database, service: str) -> None:
+    schema = database.schema
+    with database.creating_tables() as conn:
         # The former store keyed answers on a token's unverified subject: not to be replayed.
         conn.execute(
             sql.SQL("DROP TABLE IF EXISTS {}.{}").format(

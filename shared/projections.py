@@ -17,7 +17,7 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composed, Identifier
 
-from shared.database import Database, PooledFactory, creating_tables
+from shared.database import Database, PooledFactory
 
 
 class Statements(Protocol):
@@ -101,7 +101,7 @@ class View(PostgresTrackingRecorder):
     def open(cls, database: Database) -> Self:
         """The view over the database's pool, in its schema (tables created if need be)."""
         factory = PooledFactory(Environment(cls.name), database)
-        with creating_tables(database.url):
+        with database.creating_tables():
             return factory.tracking_recorder(cls)
 
     @property

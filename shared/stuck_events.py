@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from psycopg import sql
 
-from shared.database import Database, creating_tables
+from shared.database import Database
 
 Decision = Literal["retry", "skip"]
 
@@ -90,7 +90,7 @@ class StuckEvents:
         self.pool = database.pool
         self.table = sql.SQL("{}.{}").format(sql.Identifier(database.schema), sql.Identifier(TABLE))
         if TABLE not in database.created:
-            with creating_tables(database.url), self.pool.get_connection() as conn:
+            with database.creating_tables() as conn:
                 conn.execute(sql.SQL(_CREATE).format(table=self.table))
             database.created.add(TABLE)
 

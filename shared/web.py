@@ -242,7 +242,7 @@ def create_service_api(
     registry = CollectorRegistry()
     registry.register(FollowerCollector(runtime))
     install_problem_handlers(api)
-    ensure_idempotency_table(runtime.database_url, runtime.schema, runtime.name)
+    ensure_idempotency_table(runtime.database, runtime.name)
     install_answers(api)
     # Inside the cause: a request's events are encoded when they are recorded, after it ran.
     api.add_middleware(

@@ -28,7 +28,7 @@ from psycopg.sql import SQL, Identifier
 import shared.contracts as published
 from shared.audit.causes import SERVICE_ROLE, Cause, caused_by
 from shared.contracts import publishes
-from shared.database import creating_tables
+from shared.database import Database
 from shared.settings import ServiceSettings
 from shared.subscriptions import Follower, Leadership
 from shared.webhooks.addresses import EndpointUrlError, check_endpoint_url
@@ -102,8 +102,7 @@ class Dispatcher:
     def __init__(
         self,
         service: str,
-        database_url: str,
-        schema: str,
+        database: Database,
         settings: ServiceSettings,
         *,
         box: SecretBox | None,
@@ -113,15 +112,16 @@ class Dispatcher:
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.service = service
-        self.database_url = database_url
-        self.schema = schema
+        self.database = database
+        self.database_url = database.url
+        self.schema = schema = database.schema
         self.settings = settings
         self.box = box
         self.endpoints = endpoints
         self.save = save
         self.transport = transport
         self.now = now
-        self.leadership = Leadership(database_url, f"webhooks:{service}")
+        self.leadership = Leadership(database.url, f"webhooks:{service}")
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         names = tables(service)
@@ -131,10 +131,7 @@ class Dispatcher:
     # --- tables ---------------------------------------------------------------------------
     def ensure_tables(self) -> None:
         t = self._t
-        with (
-            creating_tables(self.database_url),
-            psycopg.connect(self.database_url, autocommit=True) as conn,
-        ):
+        with self.database.creating_tables() as conn:
             conn.execute(
                 SQL(
                     "CREATE TABLE IF NOT EXISTS {} ("

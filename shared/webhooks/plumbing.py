@@ -44,8 +44,7 @@ def webhook_delivery(
     key = settings.resolved_webhook_key()
     dispatcher = Dispatcher(
         service,
-        database.url,
-        database.schema,
+        database,
         settings,
         box=SecretBox(key) if key else None,
         endpoints=followers[0],
