@@ -69,6 +69,7 @@ def serve(
         port=port or entry.port,
         log_config=None,
         access_log=True,
+        server_header=False,  # what serves the API is nobody's business (OWASP API8)
     )
 
 

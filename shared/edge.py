@@ -221,3 +221,46 @@ def parse_json(text: str | bytes, **options: Any) -> Any:
     except RecursionError as error:  # the C decoder stops at the interpreter's recursion limit
         raise DocumentTooLargeError(f"nested deeper than {NESTING_LIMIT} levels") from error
     return refuse_unbounded(document)
+
+
+_EVERY_ANSWER = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+)
+_NO_CONTENT_BUT_DATA = b"default-src 'none'; frame-ancestors 'none'"
+_PAGES = b"frame-ancestors 'none'"  # /docs: its scripts and styles load as FastAPI serves them
+
+
+class SecurityHeaders:
+    """ASGI middleware: the headers every answer carries (OWASP API8). Answers hold partner and
+    commission data: no cache may keep them unless the route says otherwise; no answer is
+    sniffed into another type, framed or sent with a referrer; and an answer that is not a
+    page may load nothing at all."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}
+                content_type = dict(headers).get(b"content-type", b"")
+                added = [*_EVERY_ANSWER]
+                added.append(
+                    (
+                        b"content-security-policy",
+                        _PAGES if content_type.startswith(b"text/html") else _NO_CONTENT_BUT_DATA,
+                    )
+                )
+                added.append((b"cache-control", b"no-store"))
+                headers += [(name, value) for name, value in added if name not in present]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

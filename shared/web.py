@@ -23,6 +23,7 @@ from shared.audit.causes import CauseMiddleware
 from shared.auth import TokenVerifier
 from shared.database import POOL_IDLE_SECONDS, asyncpg_dsn
 from shared.dependencies import Admin, Runtime
+from shared.edge import BodyLimit, SecurityHeaders
 from shared.idempotency import WriteRequestMiddleware, install_answers
 from shared.idempotency import ensure_table as ensure_idempotency_table
 from shared.problems import install_problem_handlers, problem_response
@@ -212,8 +213,10 @@ def create_service_api(
     *,
     title: str,
     description: str,
+    body_ceiling: int,
     start_workers: bool = True,
 ) -> FastAPI:
+    """``body_ceiling``: the largest body any route of the service takes."""
     verifier = TokenVerifier(runtime.settings)
 
     @asynccontextmanager
@@ -253,6 +256,8 @@ def create_service_api(
     )
     api.add_middleware(CauseMiddleware)
     api.add_middleware(CorrelationIdMiddleware, header_name="X-Request-ID")
+    api.add_middleware(BodyLimit, ceiling=body_ceiling)
+    api.add_middleware(SecurityHeaders)  # the outermost: on every answer, a refusal's too
     api.include_router(health_router(registry))
     api.include_router(audit_router)
     api.include_router(clock_router)

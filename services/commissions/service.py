@@ -20,7 +20,6 @@ from shared.audit.index import audit_trail
 from shared.clock import ServiceClock, utc_now
 from shared.contracts import TierChanged
 from shared.database import open_database
-from shared.edge import BodyLimit
 from shared.runtime import ServiceRuntime, own_log, published_log
 from shared.settings import ServiceSettings
 from shared.subscriptions import DecidingTarget, Follower
@@ -92,11 +91,10 @@ def build_runtime(
 
 
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
-    api = create_service_api(
+    return create_service_api(
         build_runtime(settings),
         routers,
         title="dealreg commissions",
         description="What partners earn on the contracts they win, line by line, explained.",
+        body_ceiling=TIER_CHANGES_BODY_LIMIT,  # the largest body a route takes
     )
-    api.add_middleware(BodyLimit, ceiling=TIER_CHANGES_BODY_LIMIT)  # the largest body a route takes
-    return api

@@ -25,7 +25,6 @@ from shared.audit.index import audit_trail
 from shared.clock import ServiceClock, utc_now
 from shared.contracts import PartnerEnrolled, PartnerMembershipChanged, TierChanged
 from shared.database import open_database
-from shared.edge import BodyLimit
 from shared.runtime import ServiceRuntime, own_log, published_log
 from shared.settings import ServiceSettings
 from shared.subscriptions import Follower
@@ -88,7 +87,7 @@ def build_runtime(
 
 
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
-    api = create_service_api(
+    return create_service_api(
         build_runtime(settings),
         routers,
         title="dealreg registration",
@@ -96,6 +95,5 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             "Deal registrations and the rules of engagement, the review queue, contracts and "
             "renewals, direct-sales conflicts, bulk import."
         ),
+        body_ceiling=IMPORT_BODY_LIMIT,  # the largest body a route takes
     )
-    api.add_middleware(BodyLimit, ceiling=IMPORT_BODY_LIMIT)  # the largest body a route takes
-    return api

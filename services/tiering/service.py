@@ -18,7 +18,7 @@ from shared.audit.index import audit_trail
 from shared.clock import ServiceClock, utc_now
 from shared.contracts import ContractRenewed, ContractSigned, DealRegistered
 from shared.database import open_database
-from shared.edge import REQUEST_BODY_LIMIT, BodyLimit
+from shared.edge import REQUEST_BODY_LIMIT
 from shared.runtime import ServiceRuntime, own_log, published_log
 from shared.settings import ServiceSettings
 from shared.subscriptions import DecidingTarget, Follower
@@ -79,11 +79,10 @@ def build_runtime(
 
 
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
-    api = create_service_api(
+    return create_service_api(
         build_runtime(settings),
         routers,
         title="dealreg tiering",
         description="The partner program: members, what they signed and achieved, their tiers.",
+        body_ceiling=REQUEST_BODY_LIMIT,  # the largest body a route takes
     )
-    api.add_middleware(BodyLimit, ceiling=REQUEST_BODY_LIMIT)  # the largest body a route takes
-    return api

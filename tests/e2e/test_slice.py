@@ -24,6 +24,9 @@ def test_enrol_register_sign_and_every_service_reacts(stack: Stack) -> None:
         )
         assert registered.status_code == 201, registered.text
         assert registered.json()["status"] == "approved"
+        # what serves it is not told (OWASP API8)
+        assert "server" not in registered.headers
+        assert registered.headers["x-content-type-options"] == "nosniff"
 
         # tiering counts the deal registered at registration
         standing = eventually(

@@ -1,0 +1,56 @@
+"""The headers every answer carries (issue 19, OWASP API8): data answers are never cached,
+sniffed or framed, and load nothing; a page (/docs) is never framed."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from shared.auth import Role
+from tests.conftest import bearer
+from tests.integration.conftest import Clients
+
+EVERY_ANSWER = {
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    "referrer-policy": "no-referrer",
+    "cache-control": "no-store",
+}
+
+
+@pytest.fixture(scope="module")
+def clients(shared_clients: Clients) -> Clients:
+    return shared_clients
+
+
+def answers(client: TestClient) -> dict[str, object]:
+    return {
+        "data": client.get("/v1/events", headers=bearer(Role.ADMIN)),
+        "problem": client.get("/v1/events"),  # 401, no token
+        "not found": client.get("/v1/nothing-here"),
+        "too large": client.post(
+            "/v1/admin/clock",
+            content=b"{" + b" " * 30_000_000 + b"}",
+            headers={**bearer(Role.ADMIN), "content-type": "application/json"},
+        ),
+        "document": client.get("/openapi.json"),
+    }
+
+
+@pytest.mark.parametrize("service", ["registration", "commissions", "tiering"])
+def test_every_answer_is_neither_cached_nor_sniffed_nor_framed(
+    clients: Clients, service: str
+) -> None:
+    client: TestClient = getattr(clients, service)
+    for what, response in answers(client).items():
+        headers = response.headers  # type: ignore[attr-defined]
+        for name, value in EVERY_ANSWER.items():
+            assert headers.get(name) == value, (what, name, dict(headers))
+        assert headers["content-security-policy"] == "default-src 'none'; frame-ancestors 'none'"
+
+
+def test_the_docs_page_may_load_its_scripts_but_is_never_framed(clients: Clients) -> None:
+    page = clients.registration.get("/docs")
+    assert page.status_code == 200
+    assert page.headers["content-security-policy"] == "frame-ancestors 'none'"
+    assert page.headers["x-frame-options"] == "DENY"
