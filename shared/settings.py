@@ -69,7 +69,7 @@ class ServiceSettings(BaseSettings):
     )
     webhook_allow_private_urls: bool = Field(
         default=False,
-        description="Allow http and private, loopback or link-local endpoint addresses.",
+        description="Allow http and endpoint addresses other than global unicast ones.",
     )
     webhook_rotation_overlap_hours: float = Field(
         default=24.0, ge=0, description="How long a rotated-out secret keeps signing too."

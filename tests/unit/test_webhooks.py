@@ -39,10 +39,19 @@ def resolving_to(address: str) -> Any:
         "fe80::1",
         "0.0.0.0",  # noqa: S104 (an address refused, not bound)
         "fc00::1",
+        "100.100.100.200",  # a cloud's metadata service, in the shared address space
+        "100.64.0.1",
+        "2002:a9fe:a9fe::",  # 6to4 of 169.254.169.254
+        "2002:7f00:1::",  # 6to4 of 127.0.0.1
+        "::ffff:127.0.0.1",
+        "2001:0:4136:e378:8000:63bf:f5ff:fffe",  # Teredo of a private client address
+        "224.0.0.1",
+        "ff02::1",
+        "240.0.0.1",
     ],
 )
-def test_private_loopback_and_link_local_addresses_are_refused(address: str) -> None:
-    with pytest.raises(EndpointUrlError, match="private, loopback or link-local"):
+def test_only_global_unicast_addresses_are_accepted(address: str) -> None:
+    with pytest.raises(EndpointUrlError, match="not a global unicast address"):
         check_endpoint_url(
             "https://portal.example", allow_private=False, resolve=resolving_to(address)
         )
@@ -61,6 +70,7 @@ def test_a_public_https_endpoint_is_accepted() -> None:
         ("ftp://portal.example", "not an http"),
         ("https://user:pw@portal.example", "no credentials"),
         ("portal.example", "not an http"),
+        ("https://portal.example:99999/hook", "no valid port"),
     ],
 )
 def test_other_urls_are_refused(url: str, reason: str) -> None:
@@ -70,6 +80,19 @@ def test_other_urls_are_refused(url: str, reason: str) -> None:
 
 def test_the_operator_may_allow_local_endpoints() -> None:
     check_endpoint_url("http://127.0.0.1:9000/hook", allow_private=True)
+
+
+def test_a_port_out_of_range_is_refused_even_where_local_endpoints_are_allowed() -> None:
+    with pytest.raises(EndpointUrlError, match="no valid port"):
+        check_endpoint_url("https://127.0.0.1:99999", allow_private=True)
+
+
+def test_a_global_ipv6_address_is_accepted() -> None:
+    check_endpoint_url(
+        "https://portal.example/hook",
+        allow_private=False,
+        resolve=resolving_to("2606:2800:220:1:248:1893:25c8:1946"),
+    )
 
 
 def test_a_secret_is_24_or_more_random_bytes_and_seals_and_opens() -> None:
