@@ -151,17 +151,22 @@ async def current_principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    # Async: a sync dependency costs every request a trip through the thread pool. Checking a
-    # signature takes microseconds; only fetching a JWKS does I/O, and that goes to a thread.
-    if credentials is None or credentials.scheme.lower() != "bearer":
-        raise _unauthenticated("This endpoint needs an `Authorization: Bearer <token>` header.")
-    verifier: TokenVerifier = request.app.state.verifier
-    if verifier.may_block:
-        principal = await run_in_threadpool(verifier.verify, credentials.credentials)
-    else:
-        principal = verifier.verify(credentials.credentials)
+    # Async: a sync dependency costs every request a trip through the thread pool.
+    token = credentials.credentials if credentials else None
+    scheme = credentials.scheme if credentials else None
+    principal = await verified(request.app.state.verifier, scheme, token)
     attribute_request(principal.subject, principal.role.value)
     return principal
+
+
+async def verified(verifier: TokenVerifier, scheme: str | None, token: str | None) -> Principal:
+    """The principal of a bearer token, or a 401 problem. Checking a signature takes
+    microseconds; only fetching a JWKS does I/O, and that goes to a thread."""
+    if not token or (scheme or "").lower() != "bearer":
+        raise _unauthenticated("This endpoint needs an `Authorization: Bearer <token>` header.")
+    if verifier.may_block:
+        return await run_in_threadpool(verifier.verify, token)
+    return verifier.verify(token)
 
 
 class Allow:

@@ -35,12 +35,13 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from psycopg import sql
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.auth import ON_AUTHORIZED, Principal
+from shared.auth import ON_AUTHORIZED, Principal, verified
 from shared.database import Database
 from shared.eventlog import RequestWrites, ServiceApplication, collecting
-from shared.problems import Problem
+from shared.problems import Problem, answer_to
 from shared.settings import ServiceSettings
 
 WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -283,6 +284,14 @@ class WriteRequestMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in WRITES:
             await self.app(scope, receive, send)
+            return
+        # Who asks is known before the body is read: nobody unauthenticated makes a service
+        # read (or hold) a body, nor learns from the answer whether it was well formed.
+        scheme, _, token = Headers(scope=scope).get("authorization", "").partition(" ")
+        try:
+            await verified(scope["app"].state.verifier, scheme, token.strip())
+        except Problem as problem:
+            await answer_to(Request(scope), problem)(scope, receive, send)
             return
         key = dict(scope["headers"]).get(HEADER, b"").decode("latin-1").strip()
         if len(key) > MAX_KEY_LENGTH:

@@ -85,6 +85,18 @@ def problem_response(
     return ProblemResponse(jsonable_encoder(body), status_code=status, headers=headers)
 
 
+def answer_to(request: Request, problem: Problem) -> ProblemResponse:
+    return problem_response(
+        request,
+        problem.status,
+        problem.kind,
+        problem.detail,
+        title=problem.title,
+        headers=problem.headers,
+        **problem.extensions,
+    )
+
+
 def _slug(status: int) -> str:
     return _TITLES.get(status, "error").lower().replace(" ", "-")
 
@@ -92,15 +104,7 @@ def _slug(status: int) -> str:
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def on_problem(request: Request, exc: Problem) -> JSONResponse:
-        return problem_response(
-            request,
-            exc.status,
-            exc.kind,
-            exc.detail,
-            title=exc.title,
-            headers=exc.headers,
-            **exc.extensions,
-        )
+        return answer_to(request, exc)
 
     @app.exception_handler(RequestValidationError)
     async def on_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -54,3 +54,20 @@ def test_the_docs_page_may_load_its_scripts_but_is_never_framed(clients: Clients
     assert page.status_code == 200
     assert page.headers["content-security-policy"] == "frame-ancestors 'none'"
     assert page.headers["x-frame-options"] == "DENY"
+
+
+@pytest.mark.parametrize("service", ["registration", "commissions", "tiering"])
+def test_a_write_without_a_valid_token_is_refused_before_its_body_is_read(
+    clients: Clients, service: str
+) -> None:
+    """Broken JSON, or a body nobody may send, tells an unauthenticated caller nothing."""
+    client: TestClient = getattr(clients, service)
+    for headers in ({}, {"authorization": "Bearer not-a-token"}, {"authorization": "Basic eDp5"}):
+        refused = client.post(
+            "/v1/admin/clock",
+            content=b'{"until": ',
+            headers={**headers, "content-type": "application/json"},
+        )
+        assert refused.status_code == 401, refused.text
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert refused.json()["type"] == "/problems/unauthenticated"
