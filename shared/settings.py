@@ -51,6 +51,10 @@ class ServiceSettings(BaseSettings):
     jwks_url: str | None = Field(
         default=None, description="JWKS URL of the identity provider; keys are cached."
     )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="When set, /metrics answers only this bearer token; unset, it is open.",
+    )
     jwt_audience: str = Field(default="dealreg", description="Required `aud` claim.")
     jwt_issuer: str | None = Field(default=None, description="Required `iss` claim, when set.")
     clock_interval_seconds: float = Field(

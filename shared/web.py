@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import asynccontextmanager
@@ -183,8 +184,25 @@ def health_router(registry: CollectorRegistry) -> APIRouter:
             )
         return JSONResponse({"status": "ready", "service": runtime.name})
 
-    @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
-    def metrics() -> Response:
+    @router.get(
+        "/metrics",
+        summary="Prometheus metrics (with `DEALREG_METRICS_TOKEN` set, for that bearer token only)",
+        response_class=Response,
+    )
+    def metrics(request: Request, runtime: Runtime) -> Response:
+        expected = runtime.settings.metrics_token
+        if expected is not None:
+            scheme, _, given = request.headers.get("authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(
+                given.strip().encode(), expected.get_secret_value().encode()
+            ):
+                return problem_response(
+                    request,
+                    401,
+                    "unauthenticated",
+                    "/metrics needs `Authorization: Bearer` with the scrape token.",
+                    headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+                )
         return Response(generate_latest(registry), media_type="text/plain; version=0.0.4")
 
     return router

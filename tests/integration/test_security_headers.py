@@ -3,9 +3,13 @@ sniffed or framed, and load nothing; a page (/docs) is never framed."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 from fastapi.testclient import TestClient
 
+from services.tiering import service as tiering
 from shared.auth import Role
 from tests.conftest import bearer
 from tests.integration.conftest import Clients
@@ -71,3 +75,21 @@ def test_a_write_without_a_valid_token_is_refused_before_its_body_is_read(
         assert refused.status_code == 401, refused.text
         assert refused.headers["content-type"] == "application/problem+json"
         assert refused.json()["type"] == "/problems/unauthenticated"
+
+
+def test_metrics_answer_only_the_scrape_token_when_one_is_set(
+    settings_for: Callable[..., Any],
+) -> None:
+    with TestClient(tiering.create_app(settings_for(metrics_token="scrape-me"))) as service:
+        assert service.get("/metrics").status_code == 401
+        assert service.get("/metrics", headers=bearer(Role.ADMIN)).status_code == 401
+        wrong = service.get("/metrics", headers={"authorization": "Bearer scrape-you"})
+        assert wrong.status_code == 401
+        assert wrong.headers["content-type"] == "application/problem+json"
+        scraped = service.get("/metrics", headers={"authorization": "Bearer scrape-me"})
+        assert scraped.status_code == 200
+        assert "dealreg_follower" in scraped.text
+
+
+def test_metrics_are_open_when_no_token_is_set(clients: Clients) -> None:
+    assert clients.tiering.get("/metrics").status_code == 200
