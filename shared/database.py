@@ -70,15 +70,11 @@ class Database:
 
     @contextmanager
     def creating_tables(self) -> Iterator[psycopg.Connection[Any]]:
-        """``creating_tables`` on a connection of the pool (the lock is held on it, and it is
-        handed out for the DDL): a new connection for each of a service's dozen tables set the
-        pace of its start."""
-        with self.pool.get_connection() as conn:
-            conn.execute("SELECT pg_advisory_lock(%s)", (_DDL_LOCK,))
-            try:
-                yield conn
-            finally:
-                conn.execute("SELECT pg_advisory_unlock(%s)", (_DDL_LOCK,))
+        """A connection of the pool that holds the DDL lock (``ddl_locked``); tables may be
+        made on it or on another. A new connection for each of a service's dozen tables set
+        the pace of its start."""
+        with self.pool.get_connection() as conn, ddl_locked(conn):
+            yield conn
 
 
 POOL_IDLE_SECONDS = 60.0
@@ -153,7 +149,7 @@ def with_database(url: str, dbname: str) -> str:
 
 
 def ensure_schema(url: str, schema: str) -> None:
-    with creating_tables(url), psycopg.connect(url, autocommit=True) as conn:
+    with psycopg.connect(url, autocommit=True) as conn, ddl_locked(conn):
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
 
 
@@ -162,15 +158,14 @@ _DDL_LOCK = 0x6465616C726567
 
 
 @contextmanager
-def creating_tables(url: str) -> Iterator[None]:
+def ddl_locked(conn: psycopg.Connection[Any]) -> Iterator[None]:
     """Serialise ``CREATE ... IF NOT EXISTS`` across processes: PostgreSQL lets two of them
     race on its catalogue, and services starting together would."""
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("SELECT pg_advisory_lock(%s)", (_DDL_LOCK,))
-        try:
-            yield
-        finally:
-            conn.execute("SELECT pg_advisory_unlock(%s)", (_DDL_LOCK,))
+    conn.execute("SELECT pg_advisory_lock(%s)", (_DDL_LOCK,))
+    try:
+        yield
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(%s)", (_DDL_LOCK,))
 
 
 def eventsourcing_env(

@@ -92,7 +92,6 @@ class ServiceRuntime:
     app: ServiceApplication
     followers: list[Follower]
     clock: ServiceClock
-    closers: list[Callable[[], None]] = field(default_factory=list)
     dispatcher: Any = None
     """The webhook dispatcher (``shared.webhooks.delivery.Dispatcher``), when the service
     delivers webhooks."""
@@ -127,8 +126,6 @@ class ServiceRuntime:
 
     def close(self) -> None:
         self.stop()
-        for close in self.closers:
-            close()
         self.app.close()
         if self._closed:
             return
