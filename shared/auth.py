@@ -152,11 +152,24 @@ async def current_principal(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     # Async: a sync dependency costs every request a trip through the thread pool.
-    token = credentials.credentials if credentials else None
-    scheme = credentials.scheme if credentials else None
-    principal = await verified(request.app.state.verifier, scheme, token)
+    principal: Principal | None = request.scope.get(VERIFIED)  # a write's, by its middleware
+    if principal is None:
+        bearer = credentials.credentials if credentials else None
+        scheme = credentials.scheme if credentials else None
+        principal = await verified(request.app.state.verifier, scheme, bearer)
     attribute_request(principal.subject, principal.role.value)
     return principal
+
+
+VERIFIED = "dealreg.verified_principal"
+"""Where the write middleware (``shared.idempotency``), which verifies a token before the body
+is read, leaves the principal for the route's dependency: one verification per request."""
+
+
+def bearer_token(authorization: str) -> tuple[str, str]:
+    """The scheme and the token of an ``Authorization`` header."""
+    scheme, _, token = authorization.partition(" ")
+    return scheme, token.strip()
 
 
 async def verified(verifier: TokenVerifier, scheme: str | None, token: str | None) -> Principal:

@@ -38,7 +38,7 @@ from psycopg import sql
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.auth import ON_AUTHORIZED, Principal, verified
+from shared.auth import ON_AUTHORIZED, VERIFIED, Principal, bearer_token, verified
 from shared.database import Database
 from shared.eventlog import RequestWrites, ServiceApplication, collecting
 from shared.problems import Problem, answer_to
@@ -287,9 +287,9 @@ class WriteRequestMiddleware:
             return
         # Who asks is known before the body is read: nobody unauthenticated makes a service
         # read (or hold) a body, nor learns from the answer whether it was well formed.
-        scheme, _, token = Headers(scope=scope).get("authorization", "").partition(" ")
+        scheme, token = bearer_token(Headers(scope=scope).get("authorization", ""))
         try:
-            await verified(scope["app"].state.verifier, scheme, token.strip())
+            scope[VERIFIED] = await verified(scope["app"].state.verifier, scheme, token)
         except Problem as problem:
             await answer_to(Request(scope), problem)(scope, receive, send)
             return

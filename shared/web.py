@@ -21,7 +21,7 @@ from pydantic import AwareDatetime, BaseModel
 
 from shared.audit.api import audit_router
 from shared.audit.causes import CauseMiddleware
-from shared.auth import TokenVerifier
+from shared.auth import TokenVerifier, bearer_token
 from shared.database import POOL_IDLE_SECONDS, asyncpg_dsn
 from shared.dependencies import Admin, Runtime
 from shared.edge import BodyLimit, SecurityHeaders
@@ -192,9 +192,9 @@ def health_router(registry: CollectorRegistry) -> APIRouter:
     def metrics(request: Request, runtime: Runtime) -> Response:
         expected = runtime.settings.metrics_token
         if expected is not None:
-            scheme, _, given = request.headers.get("authorization", "").partition(" ")
+            scheme, given = bearer_token(request.headers.get("authorization", ""))
             if scheme.lower() != "bearer" or not hmac.compare_digest(
-                given.strip().encode(), expected.get_secret_value().encode()
+                given.encode(), expected.get_secret_value().encode()
             ):
                 return problem_response(
                     request,
