@@ -19,11 +19,11 @@ from __future__ import annotations
 import json
 import re
 from datetime import date
-from typing import Any
+from typing import Any, get_args
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
@@ -31,7 +31,7 @@ from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.problems import problem_response
-from shared.program_dates import in_program, outside_program_error
+from shared.program_dates import in_program, outside_program_error, written_out
 
 REQUEST_BODY_LIMIT = 1024 * 1024
 """Bytes. The largest request a service takes, a policy document, is a few KiB."""
@@ -78,11 +78,27 @@ def _check(value: Any, where: str = "") -> None:
             _check(item, f"{where}{name} ")
 
 
+def _temporal(annotation: Any) -> bool:
+    """Whether a field holds a date or an instant (``date | None`` and ``Annotated`` too)."""
+    if isinstance(annotation, type):
+        return issubclass(annotation, date)
+    return any(_temporal(argument) for argument in get_args(annotation))
+
+
 class RequestModel(BaseModel):
     """The base of every request body (and import row): every string storable and at most
-    ``TEXT_LIMIT`` characters unless its field says otherwise; every date in the program."""
+    ``TEXT_LIMIT`` characters unless its field says otherwise; every date written out and in
+    the program."""
 
     model_config = ConfigDict(str_max_length=TEXT_LIMIT)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _dates_written_out(cls, value: Any, info: ValidationInfo) -> Any:
+        field = cls.model_fields.get(info.field_name or "")
+        if field is not None and value is not None and _temporal(field.annotation):
+            return written_out(value)
+        return value
 
     @field_validator("*", mode="after")
     @classmethod

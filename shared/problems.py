@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared.program_dates import OutsideProgramError
@@ -30,6 +31,25 @@ _TITLES = {
     422: "Unprocessable content",
     503: "Service unavailable",
 }
+
+
+MEANINGS = {
+    400: "A malformed `Idempotency-Key`.",
+    401: "No bearer token, or one that is not valid.",
+    403: "The token's role may not do this, or a partner acts for another partner.",
+    404: "Nothing of that id here (or nothing the caller may see), or a cursor this API did"
+    " not hand out.",
+    409: "The request conflicts with the current state of what it names.",
+    413: "The body is larger than this operation takes.",
+    415: "The body is of a media type this operation does not take.",
+    422: "The request is not valid; `errors` names each field and what is wrong with it.",
+    503: "The service cannot answer now; retry later.",
+}
+
+
+def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` for a route whose own rules answer these statuses."""
+    return {status: {"description": MEANINGS[status]} for status in statuses}
 
 
 class Problem(Exception):
@@ -101,6 +121,19 @@ def _slug(status: int) -> str:
     return _TITLES.get(status, "error").lower().replace(" ", "-")
 
 
+def _methods_at(request: Request) -> list[str]:
+    """Every method some route takes at the request's path."""
+    path = request.url.path
+    return sorted(
+        {
+            method
+            for route in iter_route_contexts(request.app.routes)
+            if (pattern := getattr(route, "path_regex", None)) is not None and pattern.match(path)
+            for method in getattr(route, "methods", None) or ()
+        }
+    )
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def on_problem(request: Request, exc: Problem) -> JSONResponse:
@@ -136,12 +169,11 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:  # Starlette names the methods of the first route it matched
+            headers = {**(headers or {}), "Allow": ", ".join(_methods_at(request))}
         return problem_response(
-            request,
-            exc.status_code,
-            _slug(exc.status_code),
-            str(exc.detail),
-            headers=getattr(exc, "headers", None),
+            request, exc.status_code, _slug(exc.status_code), str(exc.detail), headers=headers
         )
 
     @app.exception_handler(Exception)

@@ -11,10 +11,11 @@ range still holds any real agreement, backdated or long-running.
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, AwareDatetime
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator
 from pydantic_core import PydanticCustomError
 
 FIRST_DAY = date(1900, 1, 1)
@@ -43,14 +44,35 @@ def outside_program_error(day: date) -> PydanticCustomError:
     )
 
 
+_WRITTEN_OUT = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def written_out(value: object) -> object:
+    """A date or an instant as ISO 8601 text, not a count of seconds: ``2027-01-31`` or
+    ``2027-01-31T09:00:00Z``, where a lax reading would take ``0`` for 1970-01-01."""
+    if isinstance(value, str) and not _WRITTEN_OUT.match(value):
+        raise PydanticCustomError(
+            "date_written_out",
+            "a date is written YYYY-MM-DD (an instant YYYY-MM-DDThh:mm:ss with its zone)",
+        )
+    if isinstance(value, int | float):
+        raise PydanticCustomError(
+            "date_written_out",
+            "a date is written as text, YYYY-MM-DD (an instant YYYY-MM-DDThh:mm:ss with its zone)",
+        )
+    return value
+
+
 def _program_day(day: date) -> date:
     if not in_program(day):
         raise outside_program_error(day)
     return day
 
 
-ProgramDate = Annotated[date, AfterValidator(_program_day)]
+ProgramDate = Annotated[date, BeforeValidator(written_out), AfterValidator(_program_day)]
 """A date inside the program's range, for a query parameter (request bodies check every date
 they hold: ``shared.edge.RequestModel``)."""
-ProgramInstant = Annotated[AwareDatetime, AfterValidator(_program_day)]
+ProgramInstant = Annotated[
+    AwareDatetime, BeforeValidator(written_out), AfterValidator(_program_day)
+]
 """An instant (with its zone) on a day inside the program's range, for a query parameter."""

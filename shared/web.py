@@ -27,6 +27,7 @@ from shared.dependencies import Admin, Runtime
 from shared.edge import BodyLimit, SecurityHeaders
 from shared.idempotency import WriteRequestMiddleware, install_answers
 from shared.idempotency import ensure_table as ensure_idempotency_table
+from shared.openapi import publish_contract
 from shared.problems import install_problem_handlers, problem_response
 from shared.runtime import ServiceRuntime
 from shared.webhooks.api import deliveries
@@ -284,4 +285,5 @@ def create_service_api(
         document_webhooks(api, runtime.name)
     for router in routers:
         api.include_router(router)
+    publish_contract(api)
     return api

@@ -13,7 +13,7 @@ from pydantic import AwareDatetime, BaseModel
 from shared.auth import Allow, Principal, Role
 from shared.dependencies import Pool, Runtime
 from shared.edge import REQUEST_BODY_LIMIT, RequestModel, storable_parameters
-from shared.paging import decode_cursor, encode_cursor
+from shared.paging import Cursor, decode_cursor, encode_cursor
 from shared.problems import Problem
 from shared.webhooks.outbox import tables
 
@@ -83,10 +83,10 @@ async def list_deliveries(
     message_id: str | None = None,
     status: Annotated[str | None, Query(pattern="^(pending|delivered|failed)$")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    cursor: str | None = None,
+    cursor: Cursor = None,
 ) -> DeliveryPage:
     t = _names(runtime)
-    after = decode_cursor(cursor, 2)
+    after = decode_cursor(cursor, int, str)
     rows = await pool.fetch(
         f"SELECT d.message_id, d.endpoint_id, m.type, m.occurred_at, d.status, d.attempts,"  # noqa: S608
         " d.next_attempt_at, d.last_status, d.last_error, d.delivered_at, m.position"

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 import httpx
@@ -31,7 +32,7 @@ from shared.contracts import publishes
 from shared.database import Database
 from shared.settings import ServiceSettings
 from shared.subscriptions import Follower, Leadership
-from shared.webhooks.addresses import EndpointUrlError, check_endpoint_url
+from shared.webhooks.addresses import EndpointUrlError, pinned, resolve_endpoint
 from shared.webhooks.outbox import tables
 from shared.webhooks.secrets import SecretBox, signature
 
@@ -322,14 +323,19 @@ class Dispatcher:
             ),
         }
         started = time.perf_counter()
+        target, extensions = item.url, {}
         if not self.settings.webhook_allow_private_urls:
-            try:  # again at each attempt: a name may come to resolve to a private address
-                await asyncio.to_thread(check_endpoint_url, item.url, allow_private=False)
+            try:  # at each attempt: a name may come to resolve to a private address
+                address = await asyncio.to_thread(resolve_endpoint, item.url)
             except EndpointUrlError as refused:
                 elapsed = int((time.perf_counter() - started) * 1000)
                 return Outcome(item, at, None, elapsed, f"refused: {refused}", None)
+            target, headers["host"] = pinned(item.url, address)
+            extensions["sni_hostname"] = urlsplit(item.url).hostname or ""
         try:
-            response = await client.post(item.url, content=item.body.encode(), headers=headers)
+            response = await client.post(
+                target, content=item.body.encode(), headers=headers, extensions=extensions
+            )
         except httpx.HTTPError as failure:
             elapsed = int((time.perf_counter() - started) * 1000)
             return Outcome(item, at, None, elapsed, f"{type(failure).__name__}: {failure}", None)

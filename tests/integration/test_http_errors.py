@@ -99,7 +99,9 @@ def test_unknown_ids_and_paths_are_problems(clients: Clients) -> None:
     )
     assert_problem(clients.registration.get("/v1/nowhere"), 404, "not-found")
     assert_problem(
-        clients.registration.get("/v1/registrations?cursor=%%%", headers=admin), 400, "bad-cursor"
+        clients.registration.get("/v1/registrations?cursor=%%%", headers=admin),
+        404,
+        "unknown-cursor",
     )
     assert_problem(
         clients.registration.post(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -12,7 +13,13 @@ from standardwebhooks.webhooks import Webhook
 
 from services.registration.domain.webhooks import Endpoint, EndpointError
 from shared.settings import ServiceSettings
-from shared.webhooks.addresses import EndpointUrlError, check_endpoint_url
+from shared.webhooks.addresses import (
+    ENDPOINT_URL_PATTERN,
+    EndpointUrlError,
+    check_endpoint_url,
+    pinned,
+    resolve_endpoint,
+)
 from shared.webhooks.delivery import Dispatcher, retry_after_seconds
 from shared.webhooks.secrets import SecretBox, key_from_passphrase, new_secret, signature
 
@@ -50,16 +57,45 @@ def resolving_to(address: str) -> Any:
         "240.0.0.1",
     ],
 )
-def test_only_global_unicast_addresses_are_accepted(address: str) -> None:
+def test_only_global_unicast_addresses_are_sent_to(address: str) -> None:
     with pytest.raises(EndpointUrlError, match="not a global unicast address"):
-        check_endpoint_url(
-            "https://portal.example", allow_private=False, resolve=resolving_to(address)
-        )
+        resolve_endpoint("https://portal.example", resolve=resolving_to(address))
 
 
-def test_a_public_https_endpoint_is_accepted() -> None:
-    check_endpoint_url(
-        "https://portal.example/hook", allow_private=False, resolve=resolving_to("93.184.216.34")
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://100.100.100.200/latest/meta-data",
+        "https://127.0.0.1/hook",
+        "https://[2002:a9fe:a9fe::]/",
+        "https://[::1]:8443/hook",
+        "https://localhost/hook",
+        "https://metadata.google.internal/computeMetadata",
+        "https://printer.local/",
+    ],
+)
+def test_an_endpoint_is_named_by_a_public_dns_name(url: str) -> None:
+    with pytest.raises(EndpointUrlError, match=r"DNS name|local network"):
+        check_endpoint_url(url, allow_private=False)
+
+
+def test_a_public_https_endpoint_is_accepted_without_a_lookup() -> None:
+    check_endpoint_url("https://portal.example/hook", allow_private=False)
+    assert re.match(ENDPOINT_URL_PATTERN, "https://portal.example:8443/hook?x=1")
+
+
+def test_a_webhook_goes_to_the_address_that_was_checked() -> None:
+    """One lookup per attempt, and the connection goes to the address it found: the name
+    cannot resolve elsewhere between the check and the connection (DNS rebinding)."""
+    url = "https://portal.example:8443/hook?x=1"
+    address = resolve_endpoint(url, resolve=resolving_to("93.184.216.34"))
+    assert pinned(url, address) == (
+        "https://93.184.216.34:8443/hook?x=1",
+        "portal.example:8443",
+    )
+    v6 = resolve_endpoint(url, resolve=resolving_to("2606:2800:220:1:248:1893:25c8:1946"))
+    assert (
+        pinned("https://portal.example/", v6)[0] == "https://[2606:2800:220:1:248:1893:25c8:1946]/"
     )
 
 
@@ -75,7 +111,7 @@ def test_a_public_https_endpoint_is_accepted() -> None:
 )
 def test_other_urls_are_refused(url: str, reason: str) -> None:
     with pytest.raises(EndpointUrlError, match=reason):
-        check_endpoint_url(url, allow_private=False, resolve=resolving_to("93.184.216.34"))
+        check_endpoint_url(url, allow_private=False)
 
 
 def test_the_operator_may_allow_local_endpoints() -> None:
@@ -87,12 +123,11 @@ def test_a_port_out_of_range_is_refused_even_where_local_endpoints_are_allowed()
         check_endpoint_url("https://127.0.0.1:99999", allow_private=True)
 
 
-def test_a_global_ipv6_address_is_accepted() -> None:
-    check_endpoint_url(
-        "https://portal.example/hook",
-        allow_private=False,
-        resolve=resolving_to("2606:2800:220:1:248:1893:25c8:1946"),
+def test_a_global_ipv6_address_is_sent_to() -> None:
+    address = resolve_endpoint(
+        "https://portal.example/hook", resolve=resolving_to("2606:2800:220:1:248:1893:25c8:1946")
     )
+    assert address == "2606:2800:220:1:248:1893:25c8:1946"
 
 
 def test_a_secret_is_24_or_more_random_bytes_and_seals_and_opens() -> None:
@@ -191,23 +226,18 @@ def test_an_endpoint_wants_known_event_types_and_stays_deleted() -> None:
         endpoint.enable(by="a")
 
 
-def test_an_attempt_to_a_name_that_now_resolves_privately_is_refused(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def attempt_resolving(monkeypatch: pytest.MonkeyPatch, address: str) -> tuple[Any, list[Any]]:
+    """One delivery attempt to https://portal.example:8443/hook, the name resolving to
+    ``address``: its outcome, and the requests that left."""
     import asyncio
 
     import httpx
 
     from shared.webhooks import delivery
 
+    real = delivery.resolve_endpoint
     monkeypatch.setattr(
-        delivery,
-        "check_endpoint_url",
-        lambda url, allow_private: (_ for _ in ()).throw(
-            EndpointUrlError(
-                "portal.example resolves to 10.0.0.1, a private, loopback or link-local address"
-            )
-        ),
+        delivery, "resolve_endpoint", lambda url: real(url, resolve=resolving_to(address))
     )
     dispatcher = Dispatcher.__new__(Dispatcher)
     dispatcher.settings = ServiceSettings()
@@ -219,7 +249,7 @@ def test_an_attempt_to_a_name_that_now_resolves_privately_is_refused(
         uuid4(),
         0,
         "{}",
-        "https://portal.example/hook",
+        "https://portal.example:8443/hook",
         [{"sealed": dispatcher.box.seal(new_secret()), "until": None}],
     )
 
@@ -228,8 +258,24 @@ def test_an_attempt_to_a_name_that_now_resolves_privately_is_refused(
         async with httpx.AsyncClient(transport=transport) as client:
             return await dispatcher.attempt(client, item)
 
-    outcome = asyncio.run(run())
+    return asyncio.run(run()), sent
+
+
+def test_an_attempt_to_a_name_that_now_resolves_privately_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    outcome, sent = attempt_resolving(monkeypatch, "10.0.0.1")
     assert not sent
     assert outcome.status_code is None
     assert outcome.error is not None
     assert "refused" in outcome.error
+
+
+def test_an_attempt_connects_to_the_address_it_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    outcome, sent = attempt_resolving(monkeypatch, "93.184.216.34")
+    assert outcome.status_code == 200
+    [request] = sent
+    assert request.url.host == "93.184.216.34"
+    assert request.url.port == 8443
+    assert request.headers["host"] == "portal.example:8443"
+    assert request.extensions["sni_hostname"] == "portal.example"

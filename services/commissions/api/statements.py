@@ -30,7 +30,7 @@ from services.commissions.domain.statements import Statement
 from shared.audit.api import AsOf
 from shared.dependencies import Pool
 from shared.money import Amount
-from shared.paging import decode_cursor, encode_cursor
+from shared.paging import Cursor, decode_cursor, encode_cursor
 from shared.problems import Problem
 
 statements = APIRouter(prefix="/v1/statements", tags=["statements"])
@@ -93,10 +93,10 @@ async def list_statements(
     period: PeriodQuery = None,
     status: Annotated[str | None, Query(pattern="^(open|issued)$")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    cursor: str | None = None,
+    cursor: Cursor = None,
 ) -> StatementPage:
     partner_id = own_partner(principal, partner_id)
-    after = decode_cursor(cursor, 2)
+    after = decode_cursor(cursor, str, str)
     rows = await pool.fetch(
         _SUMMARY + " WHERE ($1::uuid IS NULL OR s.partner_id = $1)"
         " AND ($2::text IS NULL OR s.period = $2)"

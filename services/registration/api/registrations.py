@@ -34,7 +34,7 @@ from shared.auth import Role
 from shared.dependencies import Pool
 from shared.edge import RequestModel
 from shared.money import MoneyBody
-from shared.paging import decode_cursor, encode_cursor
+from shared.paging import Cursor, decode_cursor, encode_cursor
 from shared.problems import Problem
 
 registrations = APIRouter(prefix="/v1/registrations", tags=["registrations"])
@@ -115,16 +115,12 @@ async def list_registrations(
     external_id: str | None = None,
     customer_key: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    cursor: str | None = None,
+    cursor: Cursor = None,
 ) -> RegistrationPage:
     if principal.role is Role.PARTNER:
         partner_id = acting_partner(principal, partner_id)
-    after = decode_cursor(cursor, 2)
-    try:
-        after_at = datetime.fromisoformat(after[0]) if after else None
-        after_id = UUID(after[1]) if after else None
-    except ValueError as error:
-        raise Problem(400, "bad-cursor", "The cursor is not one this API handed out.") from error
+    after = decode_cursor(cursor, datetime.fromisoformat, UUID)
+    after_at, after_id = after if after else (None, None)
     rows = await pool.fetch(
         "SELECT registration_id, partner_id, customer_name, customer_key, product_line, motion,"
         " status, external_id, protected_until, reasons, registered_at FROM registration_deals"

@@ -28,7 +28,7 @@ from services.registration.domain.registrations import (
 )
 from shared.dependencies import Pool
 from shared.edge import RequestModel
-from shared.problems import Problem
+from shared.paging import Cursor, unknown_cursor
 
 review = APIRouter(tags=["review"])
 
@@ -75,12 +75,12 @@ async def queue(
     older_than_hours: Annotated[float | None, Query(ge=0, le=HOURS_IN_A_CENTURY)] = None,
     overdue: bool | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page")] = None,
+    cursor: Cursor = None,
 ) -> Queue:
     try:
         after = UUID(cursor) if cursor else None
     except ValueError as error:
-        raise Problem(400, "bad-cursor", "The cursor is not one this API handed out.") from error
+        raise unknown_cursor() from error
     cutoff = now - timedelta(hours=older_than_hours) if older_than_hours is not None else None
     rows = await pool.fetch(
         "SELECT registration_id, partner_id, customer_name, customer_key, product_line, status,"

@@ -19,7 +19,7 @@ from shared.contracts import WEBHOOK_EVENT_TYPES
 from shared.dependencies import Runtime
 from shared.edge import RequestModel
 from shared.problems import Problem
-from shared.webhooks.addresses import EndpointUrlError, check_endpoint_url
+from shared.webhooks.addresses import ENDPOINT_URL_PATTERN, EndpointUrlError, check_endpoint_url
 from shared.webhooks.secrets import SecretBox, new_secret
 
 webhooks = APIRouter(prefix="/v1/webhooks/endpoints", tags=["webhooks"])
@@ -42,11 +42,23 @@ def secret_box(runtime: Runtime) -> SecretBox:
 Box = Annotated[SecretBox, Depends(secret_box)]
 
 
+EndpointUrl = Annotated[
+    str,
+    Field(
+        max_length=2000,
+        json_schema_extra={"pattern": ENDPOINT_URL_PATTERN},
+        description="https, at a DNS name outside the local names (with"
+        " `DEALREG_WEBHOOK_ALLOW_PRIVATE_URLS`, any http(s) URL). The name is resolved and its"
+        " addresses checked at each delivery.",
+        examples=["https://portal.example.com/dealreg"],
+    ),
+]
+EventType = Annotated[str, Field(json_schema_extra={"enum": sorted(WEBHOOK_EVENT_TYPES)})]
+
+
 class EndpointRequest(RequestModel):
-    url: str = Field(max_length=2000, examples=["https://portal.example.com/dealreg"])
-    event_types: list[str] = Field(
-        min_length=1, description=f"Any of {sorted(WEBHOOK_EVENT_TYPES)}"
-    )
+    url: EndpointUrl
+    event_types: list[EventType] = Field(min_length=1)
     partner_id: UUID | None = Field(
         default=None,
         description="Whose events (a partner token: its own, always); none: the whole program",
@@ -55,8 +67,8 @@ class EndpointRequest(RequestModel):
 
 
 class EndpointChange(RequestModel):
-    url: str | None = Field(default=None, max_length=2000)
-    event_types: list[str] | None = Field(default=None, min_length=1)
+    url: EndpointUrl | None = None
+    event_types: list[EventType] | None = Field(default=None, min_length=1)
     description: str | None = Field(default=None, max_length=500)
 
 

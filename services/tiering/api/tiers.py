@@ -18,7 +18,7 @@ from services.tiering.api.common import (
 )
 from shared.auth import Role
 from shared.dependencies import Pool
-from shared.paging import decode_cursor, encode_cursor
+from shared.paging import Cursor, decode_cursor, encode_cursor
 from shared.problems import Problem
 from shared.program_dates import ProgramDate
 
@@ -71,7 +71,7 @@ async def movements(
     ] = None,
     until: Annotated[ProgramDate | None, Query(description="Effective on or before")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    cursor: str | None = None,
+    cursor: Cursor = None,
 ) -> Movements:
     if principal.role is Role.PARTNER:
         if partner_id not in (None, principal.partner_id):
@@ -79,11 +79,8 @@ async def movements(
         partner_id = principal.partner_id
     elif principal.role is Role.CRM:
         raise Problem(403, "forbidden", "Tier movements are for program staff and partners.")
-    after = decode_cursor(cursor, 1)
-    try:
-        after_position = int(after[0]) if after else 0
-    except ValueError as error:
-        raise Problem(400, "bad-cursor", "The cursor is not one this API handed out.") from error
+    after = decode_cursor(cursor, int)
+    after_position = after[0] if after else 0
     rows = await pool.fetch(
         "SELECT position, partner_id, motion, previous_tier, tier, effective_on, reason, metrics"
         " FROM tiering_tier_changes WHERE position > $1"
