@@ -34,8 +34,10 @@ from eventsourcing.persistence import IntegrityError
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
+from fastapi.routing import iter_route_contexts
 from psycopg import sql
 from starlette.datastructures import Headers
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.auth import ON_AUTHORIZED, VERIFIED, Principal, bearer_token, verified
@@ -274,6 +276,13 @@ def _problem(status: int, kind: str, detail: str, path: str) -> _Answer:
     return _Answer(status, headers, [json.dumps({"title": "Write", **body}).encode()])
 
 
+def _routed(scope: Scope) -> bool:
+    """Whether a route of the app takes this method at this path."""
+    return any(
+        route.matches(scope)[0] is Match.FULL for route in iter_route_contexts(scope["app"].routes)
+    )
+
+
 class WriteRequestMiddleware:
     def __init__(
         self, app: ASGIApp, *, service: str, schema: str, settings: ServiceSettings
@@ -282,8 +291,8 @@ class WriteRequestMiddleware:
         self.store = KeyStore(f'"{schema}"."{table_name(service)}"', settings)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] not in WRITES:
-            await self.app(scope, receive, send)
+        if scope["type"] != "http" or scope["method"] not in WRITES or not _routed(scope):
+            await self.app(scope, receive, send)  # no route takes it: a 404 or 405, unread
             return
         # Who asks is known before the body is read: nobody unauthenticated makes a service
         # read (or hold) a body, nor learns from the answer whether it was well formed.

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Annotated, Any
 
 import iso4217
 from eventsourcing.persistence import Transcoding
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 from shared.edge import RequestModel
@@ -55,6 +56,46 @@ Currency = Annotated[
 """A currency a request may name."""
 
 
+def _written_as(pattern: str) -> Any:
+    def check(value: Any) -> Any:
+        if not isinstance(value, str):
+            raise PydanticCustomError(
+                "decimal_as_text", 'an amount is written as text, e.g. "1000.00", never a number'
+            )
+        if not re.match(pattern, value):
+            raise PydanticCustomError(
+                "decimal_pattern",
+                "'{value}' is not a decimal of the form {pattern}",
+                {"value": value[:40], "pattern": pattern},
+            )
+        return value
+
+    return check
+
+
+def decimal_text(digits: int, places: int, *, positive: bool = False) -> Any:
+    """A decimal a request writes as text, at most ``digits`` before the point and ``places``
+    after: a JSON number would pass through a float on the way in."""
+    whole = f"[1-9][0-9]{{0,{digits - 1}}}"
+    fraction = f"([.][0-9]{{1,{places}}})?"
+    pattern = (
+        f"^({whole}{fraction}|0[.](?=[0-9]*[1-9])[0-9]{{1,{places}}})$"
+        if positive
+        else f"^(0|{whole}){fraction}$"
+    )
+    return Annotated[
+        Decimal,
+        BeforeValidator(_written_as(pattern)),
+        Field(max_digits=digits + places, decimal_places=places, gt=0 if positive else None),
+        Field(ge=None if positive else 0),
+        WithJsonSchema({"type": "string", "pattern": pattern}),
+    ]
+
+
+AmountText = decimal_text(14, 6)
+"""An amount of money in a request (never negative)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Money:
     amount: Decimal
@@ -96,7 +137,7 @@ class MoneyAsDict(Transcoding):
 class MoneyBody(RequestModel):
     """Money in a request: the amount as a decimal string (or number), never a float inside."""
 
-    amount: Decimal = Field(ge=0, max_digits=20, decimal_places=6, examples=["1000.00"])
+    amount: AmountText = Field(examples=["1000.00"])  # type: ignore[valid-type]
     currency: Currency
 
     def to_money(self) -> Money:

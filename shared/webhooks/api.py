@@ -14,7 +14,7 @@ from shared.auth import Allow, Principal, Role
 from shared.dependencies import Pool, Runtime
 from shared.edge import REQUEST_BODY_LIMIT, RequestModel, storable_parameters
 from shared.paging import Cursor, decode_cursor, encode_cursor
-from shared.problems import Problem
+from shared.problems import Problem, problems
 from shared.webhooks.outbox import tables
 
 deliveries = APIRouter(
@@ -188,6 +188,7 @@ async def redeliver(
     "/recovery",
     response_model=Requeued,
     summary="Send again every failed message to an endpoint since an instant",
+    responses=problems(404),
 )
 async def recover(body: Recovery, pool: Pool, runtime: Runtime, principal: Operator) -> Requeued:
     t = _names(runtime)

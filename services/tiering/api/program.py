@@ -15,7 +15,7 @@ from services.tiering.api.common import Admin, Staff, Tiering, Today
 from services.tiering.domain.program import PolicyChangeError
 from shared.auth import Allow, Principal, Role
 from shared.edge import RequestModel
-from shared.money import Currency
+from shared.money import Currency, decimal_text
 from shared.policy import PolicyDocumentError, PolicyVersion, ProgramPolicy, parse_policy
 from shared.problems import Problem
 from shared.program_dates import ProgramDate
@@ -131,9 +131,13 @@ async def adopt_policy(
     return VersionSummary.of(version)
 
 
+Rate = decimal_text(12, 12, positive=True)
+
+
 class RatesRequest(RequestModel):
     month: date = Field(description="Any day of the month the rates are for")
-    rates: dict[Currency, Annotated[Decimal, Field(max_digits=24, decimal_places=12)]] = Field(
+    rates: dict[Currency, Rate] = Field(  # type: ignore[valid-type]
+        min_length=1,
         description="Currency code: worth of one unit in the reporting currency",
         examples=[{"EUR": "1.08", "GBP": "1.27"}],
     )
