@@ -24,6 +24,7 @@ import asyncio
 import hashlib
 import json
 import random
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,6 +50,7 @@ from shared.settings import ServiceSettings
 WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 HEADER = b"idempotency-key"
 MAX_KEY_LENGTH = 255
+KEY_PATTERN = re.compile(f"[!-~]{{1,{MAX_KEY_LENGTH}}}")
 ATTEMPTS = 5
 """Runs of a request whose writes met another writer's, before it is answered 409."""
 
@@ -302,12 +304,13 @@ class WriteRequestMiddleware:
         except Problem as problem:
             await answer_to(Request(scope), problem)(scope, receive, send)
             return
-        key = dict(scope["headers"]).get(HEADER, b"").decode("latin-1").strip()
-        if len(key) > MAX_KEY_LENGTH:
+        sent = dict(scope["headers"]).get(HEADER)
+        key = "" if sent is None else sent.decode("latin-1")
+        if sent is not None and not KEY_PATTERN.fullmatch(key):
             answer = _problem(
                 400,
                 "bad-idempotency-key",
-                f"An Idempotency-Key is at most {MAX_KEY_LENGTH} characters.",
+                f"An Idempotency-Key is 1 to {MAX_KEY_LENGTH} visible ASCII characters.",
                 scope["path"],
             )
             await answer.send(send, None)

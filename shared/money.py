@@ -58,6 +58,8 @@ Currency = Annotated[
 
 def _written_as(pattern: str) -> Any:
     def check(value: Any) -> Any:
+        if isinstance(value, Decimal):  # built in code, not read from a request
+            return value
         if not isinstance(value, str):
             raise PydanticCustomError(
                 "decimal_as_text", 'an amount is written as text, e.g. "1000.00", never a number'

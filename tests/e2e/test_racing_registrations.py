@@ -34,7 +34,9 @@ def test_fifty_partners_racing_for_one_customer_one_is_protected(stack: Stack) -
             start.wait()
             return client.post(
                 "/v1/registrations",
-                json=registration_body(None, domain="https://www.racing-customer.example.com"),
+                json=registration_body(
+                    partner_id, domain="https://www.racing-customer.example.com"
+                ),
                 headers=bearer(Role.PARTNER, UUID(partner_id)),
             )
 

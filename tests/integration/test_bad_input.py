@@ -110,7 +110,7 @@ def policy(body: str, media_type: str) -> dict[str, Any]:
 def test_nul_and_lone_surrogates_are_refused_in_every_body(clients: Clients) -> None:
     partner_id = clients.enrol()
     partner = bearer(Role.PARTNER, partner_id=uuid.UUID(partner_id))
-    good = registration_body(None)
+    good = registration_body(partner_id)
     # Sent as json.dumps writes them (escaped): httpx cannot encode a lone surrogate.
     for body, field in (
         (with_customer(good, name="Acme\u0000Ltd"), "customer.name"),

@@ -136,7 +136,7 @@ def test_a_policy_without_a_margin_for_each_sell_tier_is_refused(clients: Client
         (f"/v1/statements/{UNKNOWN}/January", {}, 422, "validation-error"),
         ("/v1/statements", {"cursor": "not-a-cursor"}, 404, "unknown-cursor"),
         ("/v1/statements/export", {}, 422, "validation-error"),
-        ("/v1/ledger", {"rule": "bribe"}, 422, "unknown-rule"),
+        ("/v1/ledger", {"rule": "bribe"}, 422, "validation-error"),
         ("/v1/ledger", {"cursor": "bm9wZQ"}, 404, "unknown-cursor"),
         ("/v1/payouts", {"period": "last-month"}, 422, "validation-error"),
         (f"/v1/partners/{UNKNOWN}/account", {}, 404, "partner-not-found"),

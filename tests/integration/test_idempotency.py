@@ -185,10 +185,10 @@ def test_another_partner_with_the_same_key_and_subject_gets_its_own_answer(
         return {"Authorization": f"Bearer {token}", "Idempotency-Key": "K"}
 
     first = clients.registration.post(
-        "/v1/registrations", json=registration_body(None), headers=as_partner(a)
+        "/v1/registrations", json=registration_body(a), headers=as_partner(a)
     )
     second = clients.registration.post(
-        "/v1/registrations", json=registration_body(None), headers=as_partner(b)
+        "/v1/registrations", json=registration_body(b), headers=as_partner(b)
     )
     assert first.status_code == 201, first.text
     assert "idempotent-replayed" not in second.headers

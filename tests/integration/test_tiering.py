@@ -271,7 +271,7 @@ def test_amounts_in_other_currencies_count_once_the_program_publishes_their_rate
         "/v1/program/rates", json={"month": "2026-01-01", "rates": {"EUR": "0"}}, headers=ADMIN
     )
     assert bad.status_code == 422
-    assert "positive" in bad.json()["detail"]
+    assert "rates.EUR" in bad.json()["detail"]
 
 
 def test_achievements_are_recorded_with_who_and_promote_at_once(clients: Clients) -> None:
@@ -302,7 +302,7 @@ def test_achievements_are_recorded_with_who_and_promote_at_once(clients: Clients
     assert integrated.json()["tiers"]["build"] == "certified"
 
     again = clients.tiering.post(f"{base}/projects", json={"project": "Rollout"}, headers=manager)
-    assert again.status_code == 422
+    assert again.status_code == 409  # it conflicts with the partner's record
     assert again.headers["content-type"] == "application/problem+json"
     as_partner = clients.tiering.post(
         f"{base}/training",
@@ -337,7 +337,7 @@ def test_addenda_and_offboarding_reach_registration(clients: Clients) -> None:
     twice = clients.tiering.post(
         f"/v1/partners/{partner}/addenda", json={"motion": "sell"}, headers=manager
     )
-    assert twice.status_code == 422
+    assert twice.status_code == 409  # it conflicts with the partner's record
     # at once: registration catches up with tiering before it refuses for want of an addendum
     accepted = clients.registration.post(
         "/v1/registrations", json=registration_body(partner), headers=CRM
@@ -366,7 +366,7 @@ def test_addenda_and_offboarding_reach_registration(clients: Clients) -> None:
     again = clients.tiering.post(
         f"/v1/partners/{partner}/addenda", json={"motion": "build"}, headers=manager
     )
-    assert again.status_code == 422
+    assert again.status_code == 409  # it conflicts with the partner's record
     assert "offboarded" in again.json()["detail"]
 
 
@@ -440,4 +440,4 @@ def test_a_second_region_makes_a_premier_of_a_partner_selling_enough(clients: Cl
     same = clients.tiering.put(
         f"/v1/partners/{partner}/regions", json={"regions": ["NA", "EMEA"]}, headers=manager
     )
-    assert same.status_code == 422
+    assert same.status_code == 409  # it conflicts with the partner's record

@@ -66,7 +66,7 @@ def rule_problem(error: RegistrationRuleError | AggregateNotFoundError) -> Probl
     if isinstance(error, AggregateNotFoundError):
         return Problem(404, "not-found", "No such record.")
     if isinstance(error, UnknownPartnerError):
-        return Problem(422, "unknown-partner", str(error))
+        return Problem(404, "partner-not-found", str(error))
     if isinstance(error, AlreadyRegisteredError):
         return Problem(409, "already-registered", str(error), registration_id=error.registration_id)
     if isinstance(error, ExternalIdTakenError):

@@ -9,7 +9,7 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError
 from fastapi import APIRouter, Depends
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from services.registration.api.common import App, Crm, CustomerBody, Now, Reader, rule_problem
@@ -19,13 +19,25 @@ from services.registration.domain.registrations import RegistrationRuleError
 from shared.auth import Allow, Principal, Role
 from shared.edge import RequestModel
 from shared.money import Amount, MoneyBody
-from shared.problems import Problem
+from shared.problems import Problem, problems
 from shared.program_dates import LAST_DAY, in_program
 
 contracts = APIRouter(prefix="/v1/contracts", tags=["contracts"])
 
 
 class ContractRequest(RequestModel):
+    model_config = ConfigDict(
+        json_schema_extra={  # what _names_customer says
+            "anyOf": [
+                {
+                    "required": ["registration_id"],
+                    "properties": {"registration_id": {"type": "string"}},
+                },
+                {"required": ["customer"], "properties": {"customer": {"type": "object"}}},
+            ]
+        }
+    )
+
     registration_id: UUID | None = Field(default=None, description="The registration it wins")
     partner_id: UUID | None = Field(default=None, description="None for a direct deal")
     customer: CustomerBody | None = Field(
@@ -132,13 +144,14 @@ def _visible(app: App, contract_id: UUID, principal: Principal) -> Contract:
     status_code=201,
     response_model=ContractView,
     summary="Report a contract signed (closed-won)",
+    responses=problems(404),
 )
 async def sign(body: ContractRequest, app: App, now: Now, _: Crm) -> ContractView:
     try:
         contract = await run_in_threadpool(app.sign_contract, body.command(), now)
     except AggregateNotFoundError as error:
         raise Problem(
-            422, "unknown-registration", f"No registration {body.registration_id}."
+            404, "registration-not-found", f"No registration {body.registration_id}."
         ) from error
     except RegistrationRuleError as error:
         raise rule_problem(error) from error

@@ -21,7 +21,7 @@ from services.registration.application import Importer, RowOutcome
 from services.registration.import_lookups import BatchLookups
 from shared.auth import Allow, Principal, Role
 from shared.edge import DocumentTooLargeError, parse_json
-from shared.problems import Problem
+from shared.problems import Problem, problems
 
 imports = APIRouter(prefix="/v1/imports", tags=["imports"])
 
@@ -97,6 +97,20 @@ def _csv_contract(row: dict[str, str]) -> dict[str, Any]:
     }
 
 
+CSV_PATTERN = r"^([^\r\u0000]|\r\n)*\r?\n[^\r\n\u0000]*[^\s\u0000]([^\r\u0000]|\r\n)*$"
+IMPORT_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            # a header line and at least one row under it; lines end with LF or CRLF
+            "text/csv": {"schema": {"type": "string", "pattern": CSV_PATTERN}},
+            # at least one line that is not blank: a JSON object per row
+            "application/x-ndjson": {"schema": {"type": "string", "pattern": r"\S"}},
+        },
+    }
+}
+
+
 def _rows(
     body: bytes, content_type: str, from_csv: Callable[[dict[str, str]], dict[str, Any]]
 ) -> Iterator[tuple[int, dict[str, Any] | str]]:
@@ -145,6 +159,22 @@ def _rows(
         "Send text/csv or application/x-ndjson.",
         accepted=["text/csv", "application/x-ndjson"],
     )
+
+
+class ImportedRegistration(RegistrationRequest):
+    """A row of a registration import: a partner's own file may leave its id out."""
+
+    partner_id: UUID | None = None  # type: ignore[assignment]
+
+
+def _refuse_empty(good: list[Any], bad: list[RowResult]) -> None:
+    if not good and not bad:
+        raise Problem(
+            422,
+            "empty-import",
+            "The file holds no row: a CSV has a header line and a row under it; NDJSON a JSON"
+            " object per line.",
+        )
 
 
 def _parse(
@@ -220,20 +250,15 @@ def _refuse_long_lines(text: str) -> None:
     response_model=ImportReport,
     max_body_size=IMPORT_BODY_LIMIT,
     summary="Import registrations (CSV or NDJSON); a result per row",
-    openapi_extra={
-        "requestBody": {
-            "content": {
-                "text/csv": {"schema": {"type": "string"}},
-                "application/x-ndjson": {"schema": {"type": "string"}},
-            }
-        }
-    },
+    openapi_extra=IMPORT_BODY,
+    responses=problems(415),
 )
 async def import_registrations(
     request: Request, app: App, now: Now, principal: Importing
 ) -> ImportReport:
     rows = _rows(await request.body(), request.headers.get("content-type", ""), _csv_registration)
-    good, bad = _parse(rows, RegistrationRequest)
+    good, bad = _parse(rows, ImportedRegistration)
+    _refuse_empty(good, bad)
     commands = []
     for line, parsed in good:
         try:
@@ -250,20 +275,15 @@ async def import_registrations(
     response_model=ImportReport,
     max_body_size=IMPORT_BODY_LIMIT,
     summary="Import signed contracts (CSV or NDJSON); a result per row",
-    openapi_extra={
-        "requestBody": {
-            "content": {
-                "text/csv": {"schema": {"type": "string"}},
-                "application/x-ndjson": {"schema": {"type": "string"}},
-            }
-        }
-    },
+    openapi_extra=IMPORT_BODY,
+    responses=problems(415),
 )
 async def import_contracts(
     request: Request, app: App, now: Now, _: ContractImporting
 ) -> ImportReport:
     rows = _rows(await request.body(), request.headers.get("content-type", ""), _csv_contract)
     good, bad = _parse(rows, ContractRequest)
+    _refuse_empty(good, bad)
     outcomes = await run_in_threadpool(
         Importer(app).contracts, [(line, parsed.command()) for line, parsed in good], now
     )

@@ -35,15 +35,13 @@ from shared.dependencies import Pool
 from shared.edge import RequestModel
 from shared.money import MoneyBody
 from shared.paging import Cursor, decode_cursor, encode_cursor
-from shared.problems import Problem
+from shared.problems import Problem, problems
 
 registrations = APIRouter(prefix="/v1/registrations", tags=["registrations"])
 
 
 class RegistrationRequest(RequestModel):
-    partner_id: UUID | None = Field(
-        default=None, description="Required, except with a partner token (its own id)"
-    )
+    partner_id: UUID = Field(description="The partner registering (a partner token: its own)")
     customer: CustomerBody
     product_line: str = Field(min_length=1, max_length=100)
     motion: Literal["sell", "refer"]
@@ -65,7 +63,13 @@ class RegistrationRequest(RequestModel):
         )
 
 
-@registrations.post("", status_code=201, response_model=RegistrationView, summary="Register a deal")
+@registrations.post(
+    "",
+    status_code=201,
+    response_model=RegistrationView,
+    summary="Register a deal",
+    responses=problems(404),
+)
 async def register(
     body: RegistrationRequest, app: App, principal: Writer, request: Request
 ) -> RegistrationView:

@@ -137,7 +137,7 @@ async def create_endpoint(
         if partner_id not in (None, principal.partner_id):
             raise Problem(403, "other-partner", "A partner subscribes to its own events only.")
         partner_id = principal.partner_id
-    url = await run_in_threadpool(_checked_url, runtime, body.url)
+    url = _checked_url(runtime, body.url)  # no lookup: the name is resolved at each delivery
     secret = new_secret()
     try:
         endpoint = await run_in_threadpool(
@@ -173,7 +173,7 @@ async def _changed(
 async def change_endpoint(
     endpoint_id: UUID, body: EndpointChange, app: App, runtime: Runtime, principal: Subscriber
 ) -> EndpointView:
-    url = await run_in_threadpool(_checked_url, runtime, body.url) if body.url else None
+    url = None if body.url is None else _checked_url(runtime, body.url)
     endpoint = await _changed(
         app,
         endpoint_id,

@@ -188,7 +188,7 @@ class Contract(Aggregate):
             raise RegistrationRuleError("a renewal's term is at least one month")
         new_mrr = mrr or self.mrr
         if new_mrr.currency != self.mrr.currency:
-            raise RegistrationRuleError("a renewal keeps the contract's currency")
+            raise TransitionError("a renewal keeps the contract's currency")
         start = self.end_date + timedelta(days=1)
         if contract_end(start, term_months) > LAST_DAY:
             raise RegistrationRuleError(

@@ -433,7 +433,7 @@ class Registration(Aggregate):
         if self.extension_requested:
             raise TransitionError("an extension is already waiting for approval")
         if self.extensions >= MAX_EXTENSIONS:
-            raise RegistrationRuleError(f"at most {MAX_EXTENSIONS} extensions of 30 days")
+            raise TransitionError(f"at most {MAX_EXTENSIONS} extensions of 30 days")
         self.extension_requested_by(by=by, note=note)
 
     @event("ExtensionRequested")

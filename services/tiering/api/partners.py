@@ -11,7 +11,7 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError
 from fastapi import APIRouter, Depends, Query
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from services.tiering.api.common import (
     Manager,
@@ -21,7 +21,13 @@ from services.tiering.api.common import (
     Today,
 )
 from services.tiering.application import TieringApplication
-from services.tiering.domain.partners import MembershipError, Partner
+from services.tiering.domain.partners import (
+    CATEGORIES_BY_FUNCTION,
+    MANAGEMENT_STRUCTURES,
+    MembershipConflictError,
+    MembershipError,
+    Partner,
+)
 from shared.audit.api import AsOf
 from shared.auth import Allow, Principal, Role
 from shared.dependencies import Pool, Runtime
@@ -30,15 +36,41 @@ from shared.money import Amount
 from shared.problems import Problem
 from shared.program_dates import ProgramDate
 
+Region = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[^\x00]*[^\s\x00][^\x00]*$")]
+"""A region's name: any text with something in it besides spaces."""
+
 
 class EnrolmentRequest(RequestModel):
+    """``function`` and ``category`` go together: each function has categories of its own."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {
+                    "properties": {
+                        "function": {"const": function},
+                        "category": {"enum": [*sorted(categories)]},
+                    }
+                }
+                for function, categories in sorted(CATEGORIES_BY_FUNCTION.items())
+            ]
+        }
+    )
+
     legal_name: str = Field(min_length=1, max_length=300)
     home_country: str = Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2")
-    regions: list[str] = Field(min_length=1, description="Regions the partner operates in")
+    regions: list[Region] = Field(min_length=1, description="Regions the partner operates in")
     motions: list[Motion] = Field(default=[], description="Addenda signed; `refer` needs none")
-    function: str = Field(examples=["sales"])
-    category: str = Field(examples=["solution_reseller"])
-    management: str = Field(default="formal_program")
+    function: str = Field(
+        examples=["sales"], json_schema_extra={"enum": [*sorted(CATEGORIES_BY_FUNCTION)]}
+    )
+    category: str = Field(
+        examples=["solution_reseller"],
+        json_schema_extra={"enum": [*sorted(set().union(*CATEGORIES_BY_FUNCTION.values()))]},
+    )
+    management: str = Field(
+        default="formal_program", json_schema_extra={"enum": [*sorted(MANAGEMENT_STRUCTURES)]}
+    )
     enrolled_on: date | None = Field(default=None, description="Defaults to today")
 
 
@@ -167,6 +199,8 @@ async def enrol(
         )
     except MembershipError as error:
         raise Problem(422, "membership-rule", str(error)) from error
+    except MembershipConflictError as error:
+        raise Problem(409, "membership-conflict", str(error)) from error
     return await partner_standing(app, partner.id, runtime.clock.time().date(), pool)
 
 
@@ -232,6 +266,8 @@ async def changed(
         raise Problem(404, "partner-not-found", f"No partner {partner_id}.") from error
     except MembershipError as error:
         raise Problem(422, "membership-rule", str(error)) from error
+    except MembershipConflictError as error:
+        raise Problem(409, "membership-conflict", str(error)) from error
     return await partner_standing(app, partner_id, today, pool)
 
 
@@ -305,7 +341,7 @@ async def offboard(
 
 
 class RegionsRequest(RequestModel):
-    regions: list[str] = Field(min_length=1, description="Every region the partner operates in")
+    regions: list[Region] = Field(min_length=1, description="Every region the partner operates in")
     effective_on: date | None = Field(default=None, description="Defaults to today")
 
 

@@ -12,12 +12,12 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from services.tiering.api.common import Admin, Staff, Tiering, Today
-from services.tiering.domain.program import PolicyChangeError
+from services.tiering.domain.program import PolicyChangeError, PolicyConflictError
 from shared.auth import Allow, Principal, Role
 from shared.edge import RequestModel
 from shared.money import Currency, decimal_text
 from shared.policy import PolicyDocumentError, PolicyVersion, ProgramPolicy, parse_policy
-from shared.problems import Problem
+from shared.problems import Problem, problems
 from shared.program_dates import ProgramDate
 
 program = APIRouter(prefix="/v1/program", tags=["program"])
@@ -105,6 +105,7 @@ def policy_document(version: int, request: Request, app: Tiering, _: Staff) -> R
     response_model=VersionSummary,
     summary="Adopt a new policy version from a day on",
     openapi_extra=POLICY_DOCUMENT_BODY,
+    responses=problems(415),
 )
 async def adopt_policy(
     request: Request,
@@ -166,6 +167,8 @@ async def publish_rates(
         current = await run_in_threadpool(
             app.publish_rates, month=body.month, rates=body.rates, by=who.subject, today=today
         )
+    except PolicyConflictError as error:
+        raise Problem(409, "rates-conflict", str(error)) from error
     except PolicyChangeError as error:
         raise Problem(422, "rates-rejected", str(error)) from error
     return _rates(current.rates, current.policy_on(today).reporting_currency)

@@ -17,7 +17,7 @@ from services.tiering.api.common import Admin
 from services.tiering.api.program import POLICY_DOCUMENT_BODY, policy_sent
 from services.tiering.whatif import TieringWhatIf, WhatIfReport, compose_report, report_csv
 from shared.dependencies import Runtime
-from shared.problems import Problem
+from shared.problems import Problem, problems
 from shared.whatif import (
     DraftCurrencyError,
     DraftPolicy,
@@ -95,6 +95,7 @@ def _detail(response: httpx.Response) -> str:
     responses={
         200: {"content": {"application/json": {}, "text/csv": {}}},
         503: {"description": "The commissions service cannot be reached"},
+        **problems(415),
     },
     openapi_extra=POLICY_DOCUMENT_BODY,
 )

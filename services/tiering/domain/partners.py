@@ -79,6 +79,10 @@ def renewal_booking_id(contract_id: UUID, start_date: date) -> UUID:
     return uuid5(NAMESPACE_URL, f"{contract_id}/renewal/{start_date}")
 
 
+class MembershipConflictError(ValueError):
+    """What was asked conflicts with the partner's record as it stands (a 409, not a 422)."""
+
+
 class MembershipError(ValueError):
     """A membership request that breaks the program's rules."""
 
@@ -224,7 +228,7 @@ class Partner(Aggregate):
                 f"no addendum exists for {motion!r}; addenda are {list(ADDENDUM_MOTIONS)}"
             )
         if motion in self.motions:
-            raise MembershipError(f"the partner already holds the {motion} addendum")
+            raise MembershipConflictError(f"the partner already holds the {motion} addendum")
         motions = [m for m in ADDENDUM_MOTIONS if m in {*self.motions, motion}]
         self._membership_changed("addendum_signed", motion, motions, on, "")
         self.tier_changed(
@@ -241,7 +245,7 @@ class Partner(Aggregate):
         """The motion ends; its last tier stays in the history, and no longer moves."""
         self._require_member()
         if motion not in self.motions:
-            raise MembershipError(
+            raise MembershipConflictError(
                 f"the partner holds no {motion} addendum (it holds {self.motions})"
             )
         motions = [m for m in self.motions if m != motion]
@@ -254,7 +258,7 @@ class Partner(Aggregate):
         if not wanted:
             raise MembershipError("a partner operates in at least one region")
         if wanted == self.regions:
-            raise MembershipError(f"the partner already operates in {wanted}")
+            raise MembershipConflictError(f"the partner already operates in {wanted}")
         self.regions_changed(regions=wanted, effective_on=on, recorded_by=recorded_by)
 
     @event("RegionsChanged")
@@ -272,7 +276,7 @@ class Partner(Aggregate):
 
     def _require_member(self) -> None:
         if self.offboarded_on is not None:
-            raise MembershipError(f"the partner was offboarded on {self.offboarded_on}")
+            raise MembershipConflictError(f"the partner was offboarded on {self.offboarded_on}")
 
     def _membership_changed(
         self, change: str, motion: str | None, motions: list[str], on: date, reason: str
@@ -473,7 +477,7 @@ class Partner(Aggregate):
 
     def complete_project(self, *, project: str, completed_on: date, recorded_by: str) -> None:
         if project in self.facts.projects:
-            raise MembershipError(f"project {project!r} is already recorded as completed")
+            raise MembershipConflictError(f"project {project!r} is already recorded as completed")
         self.project_completed(project=project, completed_on=completed_on, recorded_by=recorded_by)
 
     @event("IntegrationCertified")
@@ -482,7 +486,7 @@ class Partner(Aggregate):
 
     def certify_integration(self, *, integration: str, on: date, recorded_by: str) -> None:
         if integration in self.facts.integrations:
-            raise MembershipError(f"integration {integration!r} is already certified")
+            raise MembershipConflictError(f"integration {integration!r} is already certified")
         self.integration_certified(integration=integration, on=on, recorded_by=recorded_by)
 
     @event("JointCustomerRecorded")
@@ -491,7 +495,7 @@ class Partner(Aggregate):
 
     def record_joint_customer(self, *, customer: str, since: date, recorded_by: str) -> None:
         if customer in self.facts.joint_customers:
-            raise MembershipError(f"{customer!r} is already a joint customer")
+            raise MembershipConflictError(f"{customer!r} is already a joint customer")
         self.joint_customer_recorded(customer=customer, since=since, recorded_by=recorded_by)
 
     @event("ManagedRevenueReported")

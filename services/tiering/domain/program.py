@@ -19,6 +19,10 @@ class PolicyChangeError(ValueError):
     """A policy change or a rate the program cannot take."""
 
 
+class PolicyConflictError(PolicyChangeError):
+    """A change that conflicts with the policy in force (a 409, not a 422)."""
+
+
 def first_of_month(day: date) -> date:
     return day.replace(day=1)
 
@@ -88,7 +92,7 @@ class Program(Aggregate):
             if len(currency) != 3 or not currency.isalpha() or not currency.isupper():
                 raise PolicyChangeError(f"{currency!r} is not an ISO 4217 currency code")
             if currency == reporting:
-                raise PolicyChangeError(f"{reporting} is the reporting currency: its rate is 1")
+                raise PolicyConflictError(f"{reporting} is the reporting currency: its rate is 1")
             if not rate > 0:
                 raise PolicyChangeError(f"the rate of {currency} must be positive, not {rate}")
         if not rates:
