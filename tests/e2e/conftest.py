@@ -135,9 +135,11 @@ class Stack:
 
 
 @contextmanager
-def running_stack(database_url: str, log_dir: Path) -> Iterator[Stack]:
+def running_stack(
+    database_url: str, log_dir: Path, extra_env: dict[str, str] | None = None
+) -> Iterator[Stack]:
     """The three services as processes on this database, ready, until the block ends."""
-    stack = Stack(database_url, log_dir)
+    stack = Stack(database_url, log_dir, extra_env=dict(extra_env or {}))
     try:
         for service in SERVICES:
             stack.start(service)

@@ -80,11 +80,16 @@ def rule_problem(error: RegistrationRuleError | AggregateNotFoundError) -> Probl
     return Problem(422, "rule-of-engagement", str(error))
 
 
+EMAIL_PATTERN = r"^[^@\s\u0085\ufeff]+@[^@\s\u0085\ufeff]+$"
+"""Something at something, without spaces: U+0085 and U+FEFF are named because the regular
+expressions of JSON Schema (ECMA-262) and of the service disagree on whether they are spaces."""
+
+
 class CustomerBody(RequestModel):
     name: str = Field(min_length=1, max_length=300)
     country: str = Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2")
     domain: str | None = Field(default=None, max_length=255, examples=["www.acme.co.uk"])
-    email: str | None = Field(default=None, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")
+    email: str | None = Field(default=None, max_length=320, pattern=EMAIL_PATTERN)
 
     def to_customer(self) -> Customer:
         return Customer(name=self.name, country=self.country, domain=self.domain, email=self.email)

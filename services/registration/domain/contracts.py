@@ -225,8 +225,10 @@ class Contract(Aggregate):
     def cancel(self, *, effective_on: date, reason: str, reported_at: datetime) -> None:
         if self.cancelled_on is not None:
             raise TransitionError(f"already cancelled on {self.cancelled_on.isoformat()}")
-        if effective_on < self.start_date:
-            raise RegistrationRuleError("a contract cannot end before it starts")
+        if effective_on < self.start_date:  # a conflict with the contract as recorded: a 409
+            raise TransitionError(
+                f"a contract cannot end before it starts ({self.start_date.isoformat()})"
+            )
         self.cancelled(
             customer_key=self.customer_key,
             partner_id=self.partner_id,

@@ -36,8 +36,10 @@ from shared.money import Amount
 from shared.problems import Problem
 from shared.program_dates import ProgramDate
 
-Region = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[^\x00]*[^\s\x00][^\x00]*$")]
-"""A region's name: any text with something in it besides spaces."""
+Region = Annotated[
+    str, Field(min_length=1, max_length=100, pattern=r"^[^\x00]*[0-9A-Za-z][^\x00]*$")
+]
+"""A region's name (EMEA, NA, APAC, DACH…): text with a letter or digit in it."""
 
 
 class EnrolmentRequest(RequestModel):
