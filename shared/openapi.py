@@ -65,6 +65,12 @@ PROGRAM_YEARS = "^(19[0-9]{2}|2[0-9]{3})-"
 """The program's days run from 1900-01-01 to 2999-12-31 (``shared.program_dates``)."""
 
 
+def operation_id(route: APIRoute) -> str:
+    """An operation's id is its function's name (``register``, ``queue``): the names a generated
+    client's functions take. ``completed`` checks that no two operations share one."""
+    return route.name
+
+
 def publish_contract(api: FastAPI) -> None:
     """Serve the completed document at ``/openapi.json`` (built once, on first request)."""
 
@@ -89,6 +95,10 @@ def completed(raw: dict[str, Any], api: FastAPI) -> dict[str, Any]:
         if isinstance(route.original_route, APIRoute) and route.include_in_schema
         for method in route.methods or ()
     }
+    ids = [op["operationId"] for ops in document.get("paths", {}).values() for op in ops.values()]
+    if len(ids) != len(set(ids)):
+        shared_ids = sorted({i for i in ids if ids.count(i) > 1})
+        raise RuntimeError(f"operations share ids {shared_ids}: rename their functions")
     for path, operations in document.get("paths", {}).items():
         for method, operation in operations.items():
             route = routes.get((path, method))

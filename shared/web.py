@@ -27,7 +27,7 @@ from shared.dependencies import Admin, Runtime
 from shared.edge import BodyLimit, SecurityHeaders
 from shared.idempotency import WriteRequestMiddleware, install_answers
 from shared.idempotency import ensure_table as ensure_idempotency_table
-from shared.openapi import publish_contract
+from shared.openapi import operation_id, publish_contract
 from shared.problems import install_problem_handlers, problem_response
 from shared.runtime import ServiceRuntime
 from shared.webhooks.api import deliveries
@@ -258,7 +258,13 @@ def create_service_api(
             await run_in_threadpool(runtime.close)
             await app.state.pool.close()
 
-    api = FastAPI(title=title, description=description, version="0.1.0", lifespan=lifespan)
+    api = FastAPI(
+        title=title,
+        description=description,
+        version="0.1.0",
+        lifespan=lifespan,
+        generate_unique_id_function=operation_id,
+    )
     api.state.runtime = runtime
     api.state.verifier = verifier
     registry = CollectorRegistry()

@@ -79,6 +79,9 @@ def _events(runtime: Any) -> str:
     return f'"{runtime.schema}"."{runtime.name}_events"'
 
 
+EventType = Annotated[str, Field(pattern="^[A-Z][A-Za-z0-9]{0,99}$", examples=["DealRegistered"])]
+"""An event's type, as the log names it: ``DealRegistered``, ``TierChanged``."""
+
 AsOf = Annotated[
     ProgramInstant | None,
     Query(
@@ -128,7 +131,8 @@ async def export_events(
     since: Annotated[ProgramInstant | None, Query(description="Recorded at or after")] = None,
     until: Annotated[ProgramInstant | None, Query(description="Recorded before")] = None,
     types: Annotated[
-        list[str] | None, Query(alias="type", description="Event types; repeat for several")
+        list[EventType] | None,
+        Query(alias="type", description="Event types; repeat for several"),
     ] = None,
     after: Annotated[
         int, Query(ge=0, le=LAST_POSITION, description="Positions after this one")

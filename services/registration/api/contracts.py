@@ -27,14 +27,11 @@ contracts = APIRouter(prefix="/v1/contracts", tags=["contracts"])
 
 class ContractRequest(RequestModel):
     model_config = ConfigDict(
-        json_schema_extra={  # what _names_customer says
-            "anyOf": [
-                {
-                    "required": ["registration_id"],
-                    "properties": {"registration_id": {"type": "string"}},
-                },
-                {"required": ["customer"], "properties": {"customer": {"type": "object"}}},
-            ]
+        # what _names_customer says: not both left out (or null)
+        json_schema_extra={
+            "not": {
+                "properties": {"registration_id": {"type": "null"}, "customer": {"type": "null"}}
+            }
         }
     )
 
@@ -161,7 +158,7 @@ async def sign(body: ContractRequest, app: App, now: Now, _: Crm) -> ContractVie
 @contracts.get(
     "/by-external-id/{external_id}", response_model=ContractView, summary="A contract by its CRM id"
 )
-async def by_external_id(external_id: str, app: App, principal: Reader) -> ContractView:
+async def contract_by_external_id(external_id: str, app: App, principal: Reader) -> ContractView:
     try:
         contract_id = await run_in_threadpool(app.by_external_id, "contract", external_id)
     except AggregateNotFoundError as error:

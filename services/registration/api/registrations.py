@@ -154,7 +154,9 @@ async def list_registrations(
     response_model=RegistrationView,
     summary="A registration by its CRM id",
 )
-async def by_external_id(external_id: str, app: App, principal: Reader) -> RegistrationView:
+async def registration_by_external_id(
+    external_id: str, app: App, principal: Reader
+) -> RegistrationView:
     try:
         registration_id = await run_in_threadpool(app.by_external_id, "registration", external_id)
     except AggregateNotFoundError as error:

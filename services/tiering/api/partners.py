@@ -36,6 +36,7 @@ from shared.money import Amount
 from shared.problems import Problem
 from shared.program_dates import ProgramDate
 
+ALL_CATEGORIES = frozenset().union(*CATEGORIES_BY_FUNCTION.values())
 Region = Annotated[
     str, Field(min_length=1, max_length=100, pattern=r"^[^\x00]*[0-9A-Za-z][^\x00]*$")
 ]
@@ -46,16 +47,19 @@ class EnrolmentRequest(RequestModel):
     """``function`` and ``category`` go together: each function has categories of its own."""
 
     model_config = ConfigDict(
-        json_schema_extra={
-            "anyOf": [
-                {
-                    "properties": {
-                        "function": {"const": function},
-                        "category": {"enum": [*sorted(categories)]},
+        json_schema_extra={  # no category of another function (a schema clients read past)
+            "not": {
+                "anyOf": [
+                    {
+                        "required": ["function", "category"],
+                        "properties": {
+                            "function": {"const": function},
+                            "category": {"enum": [*sorted(ALL_CATEGORIES - categories)]},
+                        },
                     }
-                }
-                for function, categories in sorted(CATEGORIES_BY_FUNCTION.items())
-            ]
+                    for function, categories in sorted(CATEGORIES_BY_FUNCTION.items())
+                ]
+            }
         }
     )
 
@@ -68,7 +72,7 @@ class EnrolmentRequest(RequestModel):
     )
     category: str = Field(
         examples=["solution_reseller"],
-        json_schema_extra={"enum": [*sorted(set().union(*CATEGORIES_BY_FUNCTION.values()))]},
+        json_schema_extra={"enum": [*sorted(ALL_CATEGORIES)]},
     )
     management: str = Field(
         default="formal_program", json_schema_extra={"enum": [*sorted(MANAGEMENT_STRUCTURES)]}
