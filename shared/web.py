@@ -7,13 +7,17 @@ import logging
 from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import asynccontextmanager
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import asyncpg
+import fastapi_offline
 from asgi_correlation_id import CorrelationIdFilter, CorrelationIdMiddleware
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -226,6 +230,26 @@ def document_webhooks(api: FastAPI, service: str) -> None:
         )(operation)
 
 
+DOCS_ASSETS = "/docs-assets"
+"""Swagger UI 5 (OpenAPI 3.1), as the ``fastapi-offline`` package ships it."""
+
+
+def serve_docs(api: FastAPI) -> None:
+    """``/docs``: Swagger UI with its scripts and styles from this service, not a CDN."""
+    assets = Path(fastapi_offline.__file__).parent / "static"
+    api.mount(DOCS_ASSETS, StaticFiles(directory=assets), name="docs-assets")
+
+    @api.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title=f"{api.title}: API",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon.png",
+        )
+
+
 def create_service_api(
     runtime: ServiceRuntime,
     routers: Iterable[APIRouter],
@@ -264,7 +288,10 @@ def create_service_api(
         version="0.1.0",
         lifespan=lifespan,
         generate_unique_id_function=operation_id,
+        docs_url=None,  # served below, from this process: no CDN
+        redoc_url=None,
     )
+    serve_docs(api)
     api.state.runtime = runtime
     api.state.verifier = verifier
     registry = CollectorRegistry()

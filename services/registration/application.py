@@ -111,8 +111,12 @@ class AlreadyRegisteredError(RegistrationRuleError):
 
 
 class ExternalIdTakenError(RegistrationRuleError):
-    def __init__(self, kind: str, external_id: str, entity_id: UUID) -> None:
-        super().__init__(f"the CRM id {external_id!r} already names {kind} {entity_id}")
+    """The CRM id names a record already: the sender's own (``entity_id``, a repeat), or
+    another partner's (``entity_id`` None: nothing of it is told, OWASP API1)."""
+
+    def __init__(self, kind: str, external_id: str, entity_id: UUID | None) -> None:
+        named = f"{kind} {entity_id}" if entity_id else f"a {kind} of another partner"
+        super().__init__(f"the CRM id {external_id!r} already names {named}")
         self.kind = kind
         self.external_id = external_id
         self.entity_id = entity_id
@@ -278,14 +282,24 @@ class RegistrationApplication(ServiceApplication):
             return []
         return [ExternalId(kind=kind, external_id=external_id, entity_id=entity_id)]
 
-    def _refuse_taken(self, kind: str, external_id: str | None) -> None:
+    def _refuse_taken(
+        self, kind: str, external_id: str | None, partner_id: UUID | None = None
+    ) -> None:
         """A CRM id already recorded means the CRM is sending the same thing again: that answer
-        comes before any rule, which would judge the repeat against its own first recording."""
+        comes before any rule, which would judge the repeat against its own first recording.
+        Unless the record is another partner's: then the id is taken, and that is all."""
         if external_id is None:
             return
         taken = self._maybe(ExternalId.create_id(kind, external_id), ExternalId)
         if taken is not None:
-            raise ExternalIdTakenError(kind, external_id, taken.entity_id)
+            raise ExternalIdTakenError(kind, external_id, self.record_told(taken, partner_id))
+
+    def record_told(self, taken: ExternalId, partner_id: UUID | None) -> UUID | None:
+        """The record a taken CRM id names, if the partner sending it may know of it."""
+        if partner_id is None:
+            return taken.entity_id
+        owner = getattr(self._maybe(taken.entity_id, Aggregate), "partner_id", None)
+        return taken.entity_id if owner in (None, partner_id) else None
 
     # --- registering --------------------------------------------------------------------
     def partner_for(self, partner_id: UUID, motion: str) -> KnownPartner:
@@ -374,7 +388,7 @@ class RegistrationApplication(ServiceApplication):
         identity = new.customer.identity
 
         def attempt() -> Registration:
-            self._refuse_taken("registration", new.external_id)
+            self._refuse_taken("registration", new.external_id, new.partner_id)
             claim = self.claim_of(identity.key, new.product_line)
             if (
                 claim is not None
@@ -759,6 +773,8 @@ class Importer:
         try:
             recorded = record()
         except ExternalIdTakenError as taken:
+            if taken.entity_id is None:
+                return RowOutcome(line, "rejected", problem=taken)
             return RowOutcome(line, "unchanged", taken.entity_id)
         except RegistrationRuleError as error:
             return RowOutcome(line, "rejected", problem=error)
@@ -836,8 +852,13 @@ class Importer:
         for line, new in batch:
             if new.external_id:
                 taken = known.get(ExternalId.create_id("registration", new.external_id))
-                if taken is not None:
-                    outcomes.append(RowOutcome(line, "unchanged", taken.entity_id))
+                if isinstance(taken, ExternalId):
+                    told = self.app.record_told(taken, new.partner_id)
+                    if told is None:
+                        error = ExternalIdTakenError("registration", new.external_id, None)
+                        outcomes.append(RowOutcome(line, "rejected", problem=error))
+                    else:
+                        outcomes.append(RowOutcome(line, "unchanged", told))
                     continue
                 if new.external_id in taken_here:
                     outcomes.append(

@@ -3,6 +3,7 @@ sniffed or framed, and load nothing; a page (/docs) is never framed."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -53,11 +54,20 @@ def test_every_answer_is_neither_cached_nor_sniffed_nor_framed(
         assert headers["content-security-policy"] == "default-src 'none'; frame-ancestors 'none'"
 
 
-def test_the_docs_page_may_load_its_scripts_but_is_never_framed(clients: Clients) -> None:
+def test_the_docs_page_loads_only_its_own_scripts_and_is_never_framed(
+    clients: Clients,
+) -> None:
     page = clients.registration.get("/docs")
     assert page.status_code == 200
-    assert page.headers["content-security-policy"] == "frame-ancestors 'none'"
+    policy = page.headers["content-security-policy"]
+    assert "default-src 'self'" in policy
+    assert "frame-ancestors 'none'" in policy
     assert page.headers["x-frame-options"] == "DENY"
+    sources = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert sources
+    assert all(source.startswith("/") for source in sources), sources  # no CDN
+    for source in sources:
+        assert clients.registration.get(source).status_code == 200, source
 
 
 @pytest.mark.parametrize("service", ["registration", "commissions", "tiering"])

@@ -70,9 +70,8 @@ def rule_problem(error: RegistrationRuleError | AggregateNotFoundError) -> Probl
     if isinstance(error, AlreadyRegisteredError):
         return Problem(409, "already-registered", str(error), registration_id=error.registration_id)
     if isinstance(error, ExternalIdTakenError):
-        return Problem(
-            409, "external-id-taken", str(error), record=error.kind, existing_id=error.entity_id
-        )
+        known: dict[str, Any] = {"existing_id": error.entity_id} if error.entity_id else {}
+        return Problem(409, "external-id-taken", str(error), record=error.kind, **known)
     if isinstance(error, StillProtectedError):
         return Problem(409, "still-protected", str(error), protected_until=error.until)
     if isinstance(error, TransitionError):

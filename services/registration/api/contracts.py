@@ -159,13 +159,13 @@ async def sign(body: ContractRequest, app: App, now: Now, _: Crm) -> ContractVie
     "/by-external-id/{external_id}", response_model=ContractView, summary="A contract by its CRM id"
 )
 async def contract_by_external_id(external_id: str, app: App, principal: Reader) -> ContractView:
+    unknown = Problem(404, "contract-not-found", f"No contract has the CRM id {external_id!r}.")
     try:
         contract_id = await run_in_threadpool(app.by_external_id, "contract", external_id)
-    except AggregateNotFoundError as error:
-        raise Problem(
-            404, "contract-not-found", f"No contract has the CRM id {external_id!r}."
-        ) from error
-    return ContractView.of(await run_in_threadpool(_visible, app, contract_id, principal))
+        contract = await run_in_threadpool(_visible, app, contract_id, principal)
+    except (AggregateNotFoundError, Problem):  # another partner's: its id is not told either
+        raise unknown from None
+    return ContractView.of(contract)
 
 
 @contracts.get("/{contract_id}", response_model=ContractView, summary="A contract")

@@ -157,15 +157,15 @@ async def list_registrations(
 async def registration_by_external_id(
     external_id: str, app: App, principal: Reader
 ) -> RegistrationView:
+    unknown = Problem(
+        404, "registration-not-found", f"No registration has the CRM id {external_id!r}."
+    )
     try:
         registration_id = await run_in_threadpool(app.by_external_id, "registration", external_id)
-    except AggregateNotFoundError as error:
-        raise Problem(
-            404, "registration-not-found", f"No registration has the CRM id {external_id!r}."
-        ) from error
-    return RegistrationView.of(
-        await run_in_threadpool(load_visible, app, registration_id, principal), principal
-    )
+        registration = await run_in_threadpool(load_visible, app, registration_id, principal)
+    except (AggregateNotFoundError, Problem):  # another partner's: its id is not told either
+        raise unknown from None
+    return RegistrationView.of(registration, principal)
 
 
 @registrations.get(

@@ -8,15 +8,14 @@ from decimal import Decimal
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 
 from services.tiering.api.common import (
     AnyMotion,
-    Reader,
     Staff,
 )
-from shared.auth import Role
+from shared.auth import Allow, Principal, Role
 from shared.dependencies import Pool
 from shared.paging import Cursor, decode_cursor, encode_cursor
 from shared.problems import Problem
@@ -63,7 +62,10 @@ class Movements(BaseModel):
 @tiers.get("/movements", response_model=Movements, summary="Tier changes, in the order made")
 async def movements(
     pool: Pool,
-    principal: Reader,
+    principal: Annotated[
+        Principal,
+        Depends(Allow(Role.ADMIN, Role.CHANNEL_MANAGER, Role.FINANCE, Role.AUDITOR, Role.PARTNER)),
+    ],
     partner_id: UUID | None = None,
     motion: AnyMotion | None = None,
     since: Annotated[
@@ -77,8 +79,6 @@ async def movements(
         if partner_id not in (None, principal.partner_id):
             raise Problem(403, "other-partner", "A partner sees its own movements only.")
         partner_id = principal.partner_id
-    elif principal.role is Role.CRM:
-        raise Problem(403, "forbidden", "Tier movements are for program staff and partners.")
     after = decode_cursor(cursor, int)
     after_position = after[0] if after else 0
     rows = await pool.fetch(
