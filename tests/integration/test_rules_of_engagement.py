@@ -132,7 +132,7 @@ def test_rule_2_first_to_register_wins_ninety_days_and_two_approved_extensions(
             == (approved_on + timedelta(days=90 + 30 * extension)).isoformat()
         )
     third = clients.registration.post(f"{path}/extension-request", json={}, headers=me)
-    assert third.status_code == 422
+    assert third.status_code == 409  # the registration as it stands has had its two
     assert "at most 2" in third.json()["detail"]
     partner_cannot_approve = clients.registration.post(f"{path}/extension-approval", headers=me)
     assert partner_cannot_approve.status_code == 403
@@ -144,7 +144,7 @@ def test_rule_3_a_conflict_is_recorded_never_approved_while_protected_and_hides_
     holder, other = clients.enrol(), clients.enrol(legal_name="Contoso")
     first = register(clients, holder)
     as_other = bearer(Role.PARTNER, UUID(other))
-    second = register(clients, None, headers=as_other, customer=customer("bob@sales.acme.co.uk"))
+    second = register(clients, other, headers=as_other, customer=customer("bob@sales.acme.co.uk"))
     assert second["status"] == "conflict"
     assert second["flags"] == [
         {
@@ -424,8 +424,8 @@ def test_who_may_register(clients: Clients) -> None:
         json=registration_body("00000000-0000-4000-8000-000000000001"),
         headers=CRM,
     )
-    assert unknown.status_code == 422
-    assert unknown.json()["type"] == "/problems/unknown-partner"
+    assert unknown.status_code == 404
+    assert unknown.json()["type"] == "/problems/partner-not-found"
     referrer = clients.enrol(motions=[])
     resale = clients.registration.post(
         "/v1/registrations", json=registration_body(referrer), headers=CRM
@@ -454,7 +454,7 @@ def test_a_partner_sees_and_acts_on_its_own_only(clients: Clients) -> None:
         headers=me,
     )
     assert impersonation.status_code == 403
-    register(clients, None, headers=me, customer=customer("hooli.com"))
+    register(clients, mine, headers=me, customer=customer("hooli.com"))
     listed = eventually(
         lambda: clients.registration.get("/v1/registrations", headers=me).json()["registrations"]
     )
@@ -529,7 +529,7 @@ def test_contracts_renew_and_cancel(clients: Clients) -> None:
     wrong_currency = clients.registration.post(
         f"{path}/renewal", json={"mrr": {"amount": "1", "currency": "EUR"}}, headers=CRM
     )
-    assert wrong_currency.status_code == 422
+    assert wrong_currency.status_code == 409  # the contract's currency is recorded
     cancelled = clients.registration.post(
         f"{path}/cancellation", json={"effective_on": "2027-03-01", "reason": "budget"}, headers=CRM
     ).json()
