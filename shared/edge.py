@@ -127,6 +127,11 @@ async def storable_parameters(request: Request) -> None:
         raise RequestValidationError(errors)
 
 
+ROUTE_BODY_LIMIT = "dealreg.route_body_limit"
+"""Where a write's scope holds its route's body limit, set before the body is read
+(``shared.idempotency``): ``BodyLimit`` reads no further than that."""
+
+
 class BodyTooLargeError(HTTPException):
     """A request body longer than a limit (413, answered as ``/problems/content-too-large``)."""
 
@@ -158,10 +163,13 @@ class BodyLimit:
 
         async def receive_within_ceiling() -> Message:
             nonlocal received
+            limit = min(self.ceiling, scope.get(ROUTE_BODY_LIMIT) or self.ceiling)
+            if received == 0 and announced.isdigit() and int(announced) > limit:
+                raise BodyTooLargeError(limit)  # the route's, known once it is matched
             message = await receive()
             received += len(message.get("body", b""))
-            if received > self.ceiling:
-                raise BodyTooLargeError(self.ceiling)
+            if received > limit:
+                raise BodyTooLargeError(limit)
             return message
 
         async def send_as_problem(message: Message) -> None:

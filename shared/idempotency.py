@@ -43,6 +43,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.auth import ON_AUTHORIZED, VERIFIED, Principal, bearer_token, verified
 from shared.database import Database
+from shared.edge import ROUTE_BODY_LIMIT
 from shared.eventlog import RequestWrites, ServiceApplication, collecting
 from shared.problems import Problem, answer_to
 from shared.settings import ServiceSettings
@@ -279,10 +280,15 @@ def _problem(status: int, kind: str, detail: str, path: str) -> _Answer:
 
 
 def _routed(scope: Scope) -> bool:
-    """Whether a route of the app takes this method at this path."""
-    return any(
-        route.matches(scope)[0] is Match.FULL for route in iter_route_contexts(scope["app"].routes)
-    )
+    """Whether a route of the app takes this method at this path; if so, its body limit is
+    the request's from now on (``ROUTE_BODY_LIMIT``), before this middleware reads the body."""
+    for route in iter_route_contexts(scope["app"].routes):
+        if route.matches(scope)[0] is Match.FULL:
+            limit = getattr(route, "max_body_size", None)
+            if limit is not None:
+                scope[ROUTE_BODY_LIMIT] = limit
+            return True
+    return False
 
 
 class WriteRequestMiddleware:

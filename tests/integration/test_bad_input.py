@@ -440,7 +440,7 @@ def test_oversized_fields_lines_and_bodies_are_refused(clients: Clients) -> None
         json={**registration_body(partner_id), "external_id": megabyte},
         headers=CRM,
     )
-    refused(
+    too_large = refused(
         clients.registration,
         "POST",
         "/v1/registrations",
@@ -449,6 +449,8 @@ def test_oversized_fields_lines_and_bodies_are_refused(clients: Clients) -> None
         json={**registration_body(partner_id), "padding": "x" * 2_000_000},
         headers=CRM,
     )
+    # the route's limit, not the service's 50 MiB for imports: no more than that is read
+    assert too_large["limit"] == 1024 * 1024
     refused(
         clients.tiering,
         "POST",
