@@ -36,7 +36,11 @@ import psycopg
 from bench.services import SECRET, Service, bench_database, profiled
 from services.registration.application import RegistrationApplication
 from services.registration.domain.customers import CustomerIdentity
-from services.registration.domain.registrations import Assessment, Registration
+from services.registration.domain.registrations import (
+    Assessment,
+    CustomerClaims,
+    Registration,
+)
 from shared.auth import Role, mint_token
 from shared.database import connect_database
 from shared.money import Money
@@ -139,7 +143,8 @@ def grow(database_url: str, partners: list[uuid.UUID], names: list[str], upto: i
             assessment=nobody_else,
             now=now,
         )
-        batch += [registration, app.protect(None, registration)]
+        claims = CustomerClaims(identity.keys, "cloud", {})
+        batch += [registration, *claims.protect(registration)]
         if len(batch) >= 4000 or len(names) == upto:
             app.save(*batch)
             batch = []

@@ -27,6 +27,7 @@ from services.registration.domain.registrations import (
     EXPIRED,
     Assessment,
     CustomerClaim,
+    CustomerClaims,
     Flag,
     Incumbency,
     Registration,
@@ -227,8 +228,15 @@ class RegistrationApplication(ServiceApplication):
         except AggregateNotFoundError:
             return None
 
-    def claim_of(self, customer_key: str, product_line: str) -> CustomerClaim | None:
-        return self._maybe(CustomerClaim.create_id(customer_key, product_line), CustomerClaim)
+    def claims_of(self, customer_keys: Sequence[str], product_line: str) -> CustomerClaims:
+        return CustomerClaims(
+            tuple(customer_keys),
+            product_line,
+            {
+                key: self._maybe(CustomerClaim.create_id(key, product_line), CustomerClaim)
+                for key in customer_keys
+            },
+        )
 
     # --- webhook endpoints ------------------------------------------------------------------
     def endpoint(self, endpoint_id: UUID) -> Endpoint:
@@ -366,37 +374,18 @@ class RegistrationApplication(ServiceApplication):
             good_standing=partner.in_good_standing,
         )
 
-    def protect(self, claim: CustomerClaim | None, registration: Registration) -> CustomerClaim:
-        assert registration.protected_until is not None
-        if claim is None:
-            return CustomerClaim(
-                customer_key=registration.customer_key,
-                product_line=registration.product_line,
-                registration_id=registration.id,
-                partner_id=registration.partner_id,
-                protected_until=registration.protected_until,
-            )
-        claim.take(
-            registration_id=registration.id,
-            partner_id=registration.partner_id,
-            protected_until=registration.protected_until,
-        )
-        return claim
-
     def register_deal(self, new: NewRegistration, now: datetime) -> Registration:
         partner = self.partner_for(new.partner_id, new.motion)
         identity = new.customer.identity
 
         def attempt() -> Registration:
             self._refuse_taken("registration", new.external_id, new.partner_id)
-            claim = self.claim_of(identity.key, new.product_line)
-            if (
-                claim is not None
-                and claim.protects_on(now.date())
-                and claim.partner_id == new.partner_id
-            ):
-                raise AlreadyRegisteredError(claim.registration_id)
-            assessment = self.assess(identity, new.product_line, partner, now.date(), claim)
+            claims = self.claims_of(identity.keys, new.product_line)
+            own = claims.of_partner(new.partner_id, now.date())
+            if own is not None:
+                raise AlreadyRegisteredError(own.registration_id)
+            holder = claims.held_by_other_than(new.partner_id, now.date())
+            assessment = self.assess(identity, new.product_line, partner, now.date(), holder)
             registration = Registration.submit(
                 partner_id=new.partner_id,
                 customer=identity,
@@ -414,7 +403,7 @@ class RegistrationApplication(ServiceApplication):
             changed: list[Aggregate] = [registration]
             changed += self._external_id("registration", new.external_id, registration.id)
             if registration.status == APPROVED:
-                changed.append(self.protect(claim, registration))
+                changed += claims.protect(registration)
             if assessment.incumbency is not None:
                 registration.note_poaching(assessment.incumbency)
             self.save(*changed)
@@ -427,9 +416,10 @@ class RegistrationApplication(ServiceApplication):
             registration = self.registration(registration_id)
             partner = self.partner_for(registration.partner_id, registration.motion)
             identity = changes.customer.identity
-            claim = self.claim_of(identity.key, changes.product_line)
+            claims = self.claims_of(identity.keys, changes.product_line)
+            holder = claims.held_by_other_than(registration.partner_id, now.date())
             assessment = self.assess(
-                identity, changes.product_line, partner, now.date(), claim, itself=registration.id
+                identity, changes.product_line, partner, now.date(), holder, itself=registration.id
             )
             registration.resubmit(
                 customer=identity,
@@ -444,7 +434,7 @@ class RegistrationApplication(ServiceApplication):
             )
             changed: list[Aggregate] = [registration]
             if registration.status == APPROVED:
-                changed.append(self.protect(claim, registration))
+                changed += claims.protect(registration)
             if assessment.incumbency is not None:
                 registration.note_poaching(assessment.incumbency)
             self.save(*changed)
@@ -456,11 +446,12 @@ class RegistrationApplication(ServiceApplication):
     def approve(self, registration_id: UUID, *, by: str, today: date) -> Registration:
         def attempt() -> Registration:
             registration = self.registration(registration_id)
-            claim = self.claim_of(registration.customer_key, registration.product_line)
-            if claim is not None and claim.held_by_other_than(registration.partner_id, today):
-                raise StillProtectedError(claim.protected_until)
+            claims = self.claims_of(registration.customer_keys, registration.product_line)
+            holder = claims.held_by_other_than(registration.partner_id, today)
+            if holder is not None:
+                raise StillProtectedError(holder.protected_until)
             registration.approve(by=by, today=today)
-            self.save(registration, self.protect(claim, registration))
+            self.save(registration, *claims.protect(registration))
             return registration
 
         return self._retrying(attempt)
@@ -489,12 +480,8 @@ class RegistrationApplication(ServiceApplication):
         def attempt() -> Registration:
             registration = self.registration(registration_id)
             protected_until = registration.approve_extension(by=by)
-            claim = self.claim_of(registration.customer_key, registration.product_line)
-            changed: list[Aggregate] = [registration]
-            if claim is not None:
-                claim.extend(registration_id=registration.id, protected_until=protected_until)
-                changed.append(claim)
-            self.save(*changed)
+            claims = self.claims_of(registration.customer_keys, registration.product_line)
+            self.save(registration, *claims.extend(registration.id, protected_until))
             return registration
 
         return self._retrying(attempt)
@@ -511,11 +498,8 @@ class RegistrationApplication(ServiceApplication):
         def attempt() -> Registration:
             registration = self.registration(registration_id)
             close(registration)
-            changed: list[Aggregate] = [registration]
-            claim = self.claim_of(registration.customer_key, registration.product_line)
-            if claim is not None and claim.release(registration_id=registration.id, reason=reason):
-                changed.append(claim)
-            self.save(*changed)
+            claims = self.claims_of(registration.customer_keys, registration.product_line)
+            self.save(registration, *claims.release(registration.id, reason))
             return registration
 
         return self._retrying(attempt)
@@ -578,11 +562,8 @@ class RegistrationApplication(ServiceApplication):
             if registration is not None:
                 registration.win(contract_id=contract.id, on=new.start_date)
                 changed.append(registration)
-                claim = self.claim_of(registration.customer_key, registration.product_line)
-                if claim is not None and claim.release(
-                    registration_id=registration.id, reason="won"
-                ):
-                    changed.append(claim)
+                claims = self.claims_of(registration.customer_keys, registration.product_line)
+                changed += claims.release(registration.id, "won")
             self.save(*changed)
             return contract
 
@@ -621,8 +602,7 @@ class RegistrationApplication(ServiceApplication):
 
         def attempt() -> DirectDeal:
             self._refuse_taken("direct_deal", new.external_id)
-            claim = self.claim_of(identity.key, new.product_line)
-            protecting = claim if claim is not None and claim.protects_on(today) else None
+            protecting = self.claims_of(identity.keys, new.product_line).protecting(today)
             deal = DirectDeal(
                 customer_key=identity.key,
                 customer_name=new.customer.name,
@@ -823,8 +803,9 @@ class Importer:
                 if new.external_id
             ]
             + [
-                CustomerClaim.create_id(identities[line].key, new.product_line)
+                CustomerClaim.create_id(key, new.product_line)
                 for line, new in batch
+                for key in identities[line].keys
             ]
         )
         # What each row's partner may do; what the views say of the customers of the rows that
@@ -877,16 +858,19 @@ class Importer:
                 outcomes.append(RowOutcome(line, "rejected", problem=partner))
                 continue
             identity = identities[line]
-            claim_id = CustomerClaim.create_id(identity.key, new.product_line)
-            claim = known.get(claim_id)
-            if (
-                claim is not None
-                and claim.protects_on(today)
-                and claim.partner_id == new.partner_id
-            ):
+            claims = CustomerClaims(
+                identity.keys,
+                new.product_line,
+                {
+                    key: known.get(CustomerClaim.create_id(key, new.product_line))
+                    for key in identity.keys
+                },
+            )
+            own = claims.of_partner(new.partner_id, today)
+            if own is not None:
                 outcomes.append(
                     RowOutcome(
-                        line, "rejected", problem=AlreadyRegisteredError(claim.registration_id)
+                        line, "rejected", problem=AlreadyRegisteredError(own.registration_id)
                     )
                 )
                 continue
@@ -901,8 +885,9 @@ class Importer:
                 )
                 if candidate[0] not in seen
             ]
+            holder = claims.held_by_other_than(new.partner_id, today)
             assessment = app.assessment(
-                identity, partner, claim, [*in_views, *earlier], incumbency, today
+                identity, partner, holder, [*in_views, *earlier], incumbency, today
             )
             registration = Registration.submit(
                 partner_id=new.partner_id,
@@ -927,8 +912,8 @@ class Importer:
                 )
                 changed[index.id] = index
             if registration.status == APPROVED:
-                claim = app.protect(claim, registration)
-                known[claim_id] = changed[claim_id] = claim
+                for claim in claims.protect(registration):
+                    known[claim.id] = changed[claim.id] = claim
             if assessment.incumbency is not None:
                 registration.note_poaching(assessment.incumbency)
             outcomes.append(RowOutcome(line, "recorded", registration.id, registration.status))
@@ -968,9 +953,6 @@ class RegistrationsAge:
                 continue
             changed.append(registration)
             if outcome == "expired":
-                claim = self.app.claim_of(registration.customer_key, registration.product_line)
-                if claim is not None and claim.release(
-                    registration_id=registration.id, reason="expired"
-                ):
-                    changed.append(claim)
+                claims = self.app.claims_of(registration.customer_keys, registration.product_line)
+                changed += claims.release(registration.id, "expired")
         return changed

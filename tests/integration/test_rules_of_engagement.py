@@ -138,6 +138,29 @@ def test_rule_2_first_to_register_wins_ninety_days_and_two_approved_extensions(
     assert partner_cannot_approve.status_code == 403
 
 
+def test_a_customer_is_known_by_its_domain_and_by_its_name_and_either_is_protected(
+    clients: Clients,
+) -> None:
+    """DOMAIN.md, "Customers and identity": a registration giving a domain and a name is known by
+    both keys; another that shares either is the same customer, so a conflict while protected."""
+    holder, rival = clients.enrol(), clients.enrol(legal_name="Contoso")
+    first = register(clients, holder, customer=customer("acme.co.uk", "ACME Corporation Ltd"))
+    assert first["status"] == "approved"
+    as_rival = bearer(Role.PARTNER, UUID(rival))
+    by_name = {"name": "Acme Corp.", "country": "GB"}
+    named = register(clients, rival, headers=as_rival, customer=by_name)
+    assert named["status"] == "conflict"
+    elsewhere = register(clients, rival, headers=as_rival, customer=customer("acme-uk.com", "Acme"))
+    assert elsewhere["status"] == "conflict"
+    other_line = register(clients, rival, headers=as_rival, customer=by_name, product_line="edge")
+    assert other_line["status"] == "approved"  # a claim is per product line
+    # the holder's deal won: both keys are free at once
+    clients.sign(start=date(2027, 1, 1), mrr="100", registration_id=first["registration_id"])
+    again = register(clients, rival, headers=as_rival, customer=customer("acme.co.uk", "Acme"))
+    assert again["status"] != "conflict"  # (in review: the rival's own earlier ones resemble it)
+    assert all(flag["rule"] != "first-to-register" for flag in again["flags"])
+
+
 def test_rule_3_a_conflict_is_recorded_never_approved_while_protected_and_hides_the_holder(
     clients: Clients,
 ) -> None:
@@ -193,7 +216,7 @@ def test_rule_4_auto_approval_review_queue_decisions_resubmission_and_review_ove
     clean = register(clients, partner, customer=customer("acme.com", "Acme Corp", "US"))
     assert clean["status"] == "approved"
     in_deals_view(clients, clean["registration_id"])
-    near = register(clients, rival, customer=customer("acmee.com", "ACME Corporation Ltd", "US"))
+    near = register(clients, rival, customer=customer("acmee.com", "Acme Systems", "US"))
     assert near["status"] == "pending_review"
     flag = near["flags"][0]
     assert flag["rule"] == "possible-duplicate"
@@ -244,7 +267,7 @@ def test_rule_4_auto_approval_review_queue_decisions_resubmission_and_review_ove
     assert resubmitted["status"] == "approved"
     assert resubmitted["customer_key"] == "domain:initech.com"
 
-    other = register(clients, rival, customer=customer("acme.co.uk", "Acme", "US"))
+    other = register(clients, rival, customer=customer("acme.co.uk", "Acme Widgets", "US"))
     assert other["status"] == "pending_review"
     rejected = clients.registration.post(
         f"/v1/registrations/{other['registration_id']}/rejection",
@@ -401,7 +424,11 @@ def test_rule_8_a_direct_sales_deal_for_a_protected_customer_is_a_channel_confli
     assert after["protected_until"] == protected["protected_until"]
     unprotected = clients.registration.post(
         "/v1/direct-deals",
-        json={"customer": customer("globex.com"), "product_line": "cloud", "owner": "Jane"},
+        json={
+            "customer": customer("globex.com", "Globex"),
+            "product_line": "cloud",
+            "owner": "Jane",
+        },
         headers=CRM,
     ).json()
     assert unprotected["status"] == "recorded"

@@ -41,3 +41,14 @@ def test_domain_wins_over_name_and_name_needs_country() -> None:
     assert customer_key(name="X", country="GB", domain="www.acme.co.uk") == "domain:acme.co.uk"
     assert customer_key(name="Acme Ltd", country="gb") == "name:acme|GB"
     assert customer_key(name="Acme Ltd", country="GB") != customer_key(name="Acme", country="US")
+
+
+def test_a_customer_with_a_domain_and_a_name_is_known_by_both_keys() -> None:
+    """DOMAIN.md, "Customers and identity": both keys, and either makes the same customer."""
+    from services.registration.domain.customers import CustomerIdentity
+
+    both = CustomerIdentity.of(name="ACME Corporation Ltd", country="gb", email="bob@acme.co.uk")
+    assert both.keys == ("domain:acme.co.uk", "name:acme|GB")
+    named = CustomerIdentity.of(name="Acme Corp", country="GB")
+    assert named.keys == ("name:acme|GB",)
+    assert set(named.keys) & set(both.keys)

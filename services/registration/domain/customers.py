@@ -138,7 +138,19 @@ class CustomerIdentity:
     def key(self) -> str:
         if self.domain:
             return f"domain:{self.domain}"
+        return self.name_key
+
+    @cached_property
+    def name_key(self) -> str:
         return f"name:{self.name}|{self.country}"
+
+    @cached_property
+    def keys(self) -> tuple[str, ...]:
+        """Every key the customer is known by (DOMAIN.md): its domain key, and its name and
+        country key when its name says anything once normalised."""
+        if self.domain and self.name:
+            return (self.key, self.name_key)
+        return (self.key,)
 
     @cached_property
     def label(self) -> str | None:

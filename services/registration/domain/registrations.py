@@ -272,6 +272,14 @@ class Registration(Aggregate):
             )
 
     # --- review ----------------------------------------------------------------------------
+    @property
+    def customer_keys(self) -> tuple[str, ...]:
+        """Every key its customer is known by: the claims it holds while protected."""
+        named = CustomerIdentity.of(name=self.customer_name, country=self.country)
+        if named.name and named.key != self.customer_key:
+            return (self.customer_key, named.key)
+        return (self.customer_key,)
+
     def approve(self, *, by: str, today: date) -> None:
         """Approve from review (or from conflict, once the other partner's protection ended).
         The caller takes the customer's claim in the same transaction."""
@@ -584,3 +592,77 @@ class CustomerClaim(Aggregate):
         self.registration_id = None
         self.partner_id = None
         self.protected_until = None
+
+
+@dataclass
+class CustomerClaims:
+    """The claims on every key a customer is known by, for one product line. A registration
+    protected holds them all, taken in the transaction that records it: two registrations that
+    share any key cannot both be protected (the second to save finds the claim moved)."""
+
+    customer_keys: tuple[str, ...]
+    product_line: str
+    held: dict[str, CustomerClaim | None]
+
+    def of_partner(self, partner_id: UUID, day: date) -> CustomerClaim | None:
+        """A claim the partner itself holds on one of the keys: it registered this already."""
+        return next(
+            (
+                claim
+                for claim in self.held.values()
+                if claim is not None and claim.protects_on(day) and claim.partner_id == partner_id
+            ),
+            None,
+        )
+
+    def held_by_other_than(self, partner_id: UUID, day: date) -> CustomerClaim | None:
+        return next(
+            (
+                claim
+                for claim in self.held.values()
+                if claim is not None and claim.held_by_other_than(partner_id, day)
+            ),
+            None,
+        )
+
+    def protecting(self, day: date) -> CustomerClaim | None:
+        return next((c for c in self.held.values() if c is not None and c.protects_on(day)), None)
+
+    def protect(self, registration: Registration) -> list[CustomerClaim]:
+        """Every key, held by the registration until its protection ends."""
+        assert registration.protected_until is not None
+        taken = []
+        for key in self.customer_keys:
+            claim = self.held.get(key)
+            if claim is None:
+                claim = CustomerClaim(
+                    customer_key=key,
+                    product_line=self.product_line,
+                    registration_id=registration.id,
+                    partner_id=registration.partner_id,
+                    protected_until=registration.protected_until,
+                )
+                self.held[key] = claim
+            else:
+                claim.take(
+                    registration_id=registration.id,
+                    partner_id=registration.partner_id,
+                    protected_until=registration.protected_until,
+                )
+            taken.append(claim)
+        return taken
+
+    def extend(self, registration_id: UUID, protected_until: date) -> list[CustomerClaim]:
+        extended = []
+        for claim in self.held.values():
+            if claim is not None and claim.registration_id == registration_id:
+                claim.extend(registration_id=registration_id, protected_until=protected_until)
+                extended.append(claim)
+        return extended
+
+    def release(self, registration_id: UUID, reason: str) -> list[CustomerClaim]:
+        return [
+            claim
+            for claim in self.held.values()
+            if claim is not None and claim.release(registration_id=registration_id, reason=reason)
+        ]
