@@ -212,8 +212,12 @@ PARTNER_BODY = {
 
 
 def registration_body(partner_id: str | None, domain: str = "www.acme.co.uk") -> dict[str, Any]:
+    """A registration of Acme Ltd (acme.co.uk), or of the company a domain names: a customer is
+    known by its name too (DOMAIN.md), so another domain needs another name."""
+    host = domain.split("://")[-1].removeprefix("www.").split("/")[0]
+    name = "Acme Ltd" if host == "acme.co.uk" else f"{host.split('.')[0].title()} Ltd"
     body: dict[str, Any] = {
-        "customer": {"name": "Acme Ltd", "country": "GB", "domain": domain},
+        "customer": {"name": name, "country": "GB", "domain": domain},
         "product_line": "cloud",
         "motion": "sell",
         "estimated_value": {"amount": "12000.00", "currency": "USD"},
