@@ -88,8 +88,12 @@ def decimal_text(digits: int, places: int, *, positive: bool = False) -> Any:
     return Annotated[
         Decimal,
         BeforeValidator(_written_as(pattern)),
-        Field(max_digits=digits + places, decimal_places=places, gt=0 if positive else None),
-        Field(ge=None if positive else 0),
+        Field(
+            max_digits=digits + places,
+            decimal_places=places,
+            gt=0 if positive else None,
+            ge=None if positive else 0,
+        ),
         WithJsonSchema({"type": "string", "pattern": pattern}),
     ]
 

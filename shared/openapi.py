@@ -23,10 +23,8 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
 
 from shared.auth import Allow, Role, current_principal
-from shared.idempotency import MAX_KEY_LENGTH
+from shared.idempotency import KEY_PATTERN, MAX_KEY_LENGTH, WRITES
 from shared.problems import MEANINGS, PROBLEM_JSON
-
-WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 _OF_WRITES = {
     409: " Or the first request with this `Idempotency-Key` is still running (`Retry-After`).",
@@ -146,7 +144,7 @@ def _complete_operation(operation: dict[str, Any], route: RouteContext, method: 
                     "type": "string",
                     "minLength": 1,
                     "maxLength": MAX_KEY_LENGTH,
-                    "pattern": "^[!-~]+$",
+                    "pattern": f"^{KEY_PATTERN.pattern}$",
                 },
             }
         )

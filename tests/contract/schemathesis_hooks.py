@@ -8,13 +8,12 @@ tests what the key does. A malformed key is left as drawn, so that its refusal i
 
 from __future__ import annotations
 
-import re
 import uuid
 from typing import Any
 
 import schemathesis
 
-WELL_FORMED = re.compile(r"[!-~]{1,255}")
+from shared.idempotency import KEY_PATTERN
 
 
 @schemathesis.hook
@@ -25,6 +24,6 @@ def before_call(context: Any, case: Any, **kwargs: Any) -> None:
         if (
             name.lower() == "idempotency-key"
             and isinstance(key, str)
-            and WELL_FORMED.fullmatch(key)
+            and KEY_PATTERN.fullmatch(key)
         ):
             headers[name] = str(uuid.uuid4())
