@@ -35,7 +35,7 @@ from eventsourcing.persistence import IntegrityError
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
-from fastapi.routing import iter_route_contexts
+from fastapi.routing import RouteContext, iter_route_contexts
 from psycopg import sql
 from starlette.datastructures import Headers
 from starlette.routing import Match
@@ -279,16 +279,16 @@ def _problem(status: int, kind: str, detail: str, path: str) -> _Answer:
     return _Answer(status, headers, [json.dumps({"title": "Write", **body}).encode()])
 
 
-def _routed(scope: Scope) -> bool:
-    """Whether a route of the app takes this method at this path; if so, its body limit is
-    the request's from now on (``ROUTE_BODY_LIMIT``), before this middleware reads the body."""
-    for route in iter_route_contexts(scope["app"].routes):
-        if route.matches(scope)[0] is Match.FULL:
-            limit = getattr(route, "max_body_size", None)
-            if limit is not None:
-                scope[ROUTE_BODY_LIMIT] = limit
-            return True
-    return False
+def _route_of(scope: Scope) -> RouteContext | None:
+    """The route of the app that takes this method at this path, if one does."""
+    return next(
+        (
+            route
+            for route in iter_route_contexts(scope["app"].routes)
+            if route.matches(scope)[0] is Match.FULL
+        ),
+        None,
+    )
 
 
 class WriteRequestMiddleware:
@@ -299,9 +299,12 @@ class WriteRequestMiddleware:
         self.store = KeyStore(f'"{schema}"."{table_name(service)}"', settings)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] not in WRITES or not _routed(scope):
-            await self.app(scope, receive, send)  # no route takes it: a 404 or 405, unread
+        route = _route_of(scope) if scope["type"] == "http" and scope["method"] in WRITES else None
+        if route is None:
+            await self.app(scope, receive, send)  # not a write, or a 404 or 405 left unread
             return
+        if (limit := getattr(route, "max_body_size", None)) is not None:
+            scope[ROUTE_BODY_LIMIT] = limit  # BodyLimit reads no further than the route takes
         # Who asks is known before the body is read: nobody unauthenticated makes a service
         # read (or hold) a body, nor learns from the answer whether it was well formed.
         scheme, token = bearer_token(Headers(scope=scope).get("authorization", ""))
