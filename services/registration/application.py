@@ -229,13 +229,8 @@ class RegistrationApplication(ServiceApplication):
             return None
 
     def claims_of(self, customer_keys: Sequence[str], product_line: str) -> CustomerClaims:
-        return CustomerClaims(
-            tuple(customer_keys),
-            product_line,
-            {
-                key: self._maybe(CustomerClaim.create_id(key, product_line), CustomerClaim)
-                for key in customer_keys
-            },
+        return CustomerClaims.found(
+            customer_keys, product_line, lambda claim_id: self._maybe(claim_id, CustomerClaim)
         )
 
     # --- webhook endpoints ------------------------------------------------------------------
@@ -858,14 +853,7 @@ class Importer:
                 outcomes.append(RowOutcome(line, "rejected", problem=partner))
                 continue
             identity = identities[line]
-            claims = CustomerClaims(
-                identity.keys,
-                new.product_line,
-                {
-                    key: known.get(CustomerClaim.create_id(key, new.product_line))
-                    for key in identity.keys
-                },
-            )
+            claims = CustomerClaims.found(identity.keys, new.product_line, known.get)
             own = claims.of_partner(new.partner_id, today)
             if own is not None:
                 outcomes.append(

@@ -5,6 +5,7 @@ The aggregates check a rule, then trigger an event; the event-applying methods o
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -603,6 +604,17 @@ class CustomerClaims:
     customer_keys: tuple[str, ...]
     product_line: str
     held: dict[str, CustomerClaim | None]
+
+    @classmethod
+    def found(
+        cls,
+        customer_keys: Sequence[str],
+        product_line: str,
+        claim: Callable[[UUID], CustomerClaim | None],
+    ) -> CustomerClaims:
+        """The claims on the keys, each as ``claim`` finds it by its id (the log, a batch)."""
+        held = {key: claim(CustomerClaim.create_id(key, product_line)) for key in customer_keys}
+        return cls(tuple(customer_keys), product_line, held)
 
     def of_partner(self, partner_id: UUID, day: date) -> CustomerClaim | None:
         """A claim the partner itself holds on one of the keys: it registered this already."""
