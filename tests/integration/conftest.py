@@ -41,6 +41,7 @@ class Clients:
         registration_id: str | None = None,
         partner_id: str | None = None,
         customer: dict[str, str] | None = None,
+        external_id: str | None = None,
     ) -> str:
         """The CRM reports a contract signed (for a registration, or a partner and customer)."""
         body: dict[str, Any] = {
@@ -48,7 +49,11 @@ class Clients:
             "term_months": term_months,
             "mrr": {"amount": mrr, "currency": "USD"},
         }
-        optional = {"registration_id": registration_id, "partner_id": partner_id}
+        optional = {
+            "registration_id": registration_id,
+            "partner_id": partner_id,
+            "external_id": external_id,
+        }
         body.update({k: v for k, v in optional.items() if v is not None})
         if customer is not None:
             body["customer"] = customer
