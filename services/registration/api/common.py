@@ -79,9 +79,11 @@ def rule_problem(error: RegistrationRuleError | AggregateNotFoundError) -> Probl
     return Problem(422, "rule-of-engagement", str(error))
 
 
-EMAIL_PATTERN = r"^[^@\s\u0085\ufeff]+@[^@\s\u0085\ufeff]+$"
-"""Something at something, without spaces: U+0085 and U+FEFF are named because the regular
-expressions of JSON Schema (ECMA-262) and of the service disagree on whether they are spaces."""
+EMAIL_PATTERN = r"^[^@\s\u0085\ufeff\u0000]+@[^@\s\u0085\ufeff\u0000]+$"
+"""Something at something, without spaces or NUL (which text cannot hold: a field with a pattern
+of its own must say so itself, ``shared.openapi`` adds it only to those without). U+0085 and
+U+FEFF are named because the regular expressions of JSON Schema (ECMA-262) and of the service
+disagree on whether they are spaces."""
 
 
 class CustomerBody(RequestModel):
