@@ -35,12 +35,10 @@ import psycopg
 
 from bench.services import SECRET, Service, bench_database, profiled
 from services.registration.application import RegistrationApplication
+from services.registration.domain.claims import CustomerClaims
 from services.registration.domain.customers import CustomerIdentity
-from services.registration.domain.registrations import (
-    Assessment,
-    CustomerClaims,
-    Registration,
-)
+from services.registration.domain.engagement import APPROVED, PROTECTION, Decision
+from services.registration.domain.registrations import Registration
 from shared.auth import Role, mint_token
 from shared.database import connect_database
 from shared.money import Money
@@ -120,7 +118,7 @@ def grow(database_url: str, partners: list[uuid.UUID], names: list[str], upto: i
     database = connect_database(database_url)
     app = RegistrationApplication(database, partners=unused, customers=unused)
     now = datetime(2027, 1, 4, 9, tzinfo=UTC)
-    nobody_else = Assessment(holder=None, duplicates=(), incumbency=None, good_standing=True)
+    nobody_else = Decision(APPROVED, (), date(2027, 1, 4) + PROTECTION, None, None, None)
     batch: list[object] = []
     while len(names) < upto:
         name = company(rng)
@@ -140,11 +138,14 @@ def grow(database_url: str, partners: list[uuid.UUID], names: list[str], upto: i
             estimated_value=Money(Decimal(1000 + n % 50000), "USD"),
             expected_close=date(2027, 6, 30),
             external_id=None,
-            assessment=nobody_else,
+            decision=nobody_else,
             now=now,
         )
         claims = CustomerClaims(identity.keys, "cloud", {})
-        batch += [registration, *claims.protect(registration)]
+        batch += [
+            registration,
+            *claims.protect(registration.id, registration.partner_id, date(2027, 4, 4)),
+        ]
         if len(batch) >= 4000 or len(names) == upto:
             app.save(*batch)
             batch = []

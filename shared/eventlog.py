@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import datetime
@@ -72,12 +72,16 @@ class RequestWrites:
         self.app = app
         self.collected: ProcessingEvent[UUID] = ProcessingEvent()
         self._by_aggregate: dict[UUID, list[Any]] = {}
+        self.unchanged: dict[UUID, int] = {}
 
-    def collect(self, *objs: Any) -> None:
+    def collect(self, *objs: Any, unchanged: Mapping[UUID, int] | None = None) -> None:
         before = len(self.collected.events)
         self.collected.collect_events(*objs)
         for event in self.collected.events[before:]:
             self._by_aggregate.setdefault(event.originator_id, []).append(event)
+        for aggregate_id, version in (unchanged or {}).items():
+            if not self.of(aggregate_id):  # as recorded, not as this request changed it
+                self.unchanged.setdefault(aggregate_id, version)
 
     def of(self, aggregate_id: UUID) -> list[Any]:
         return self._by_aggregate.get(aggregate_id, [])
@@ -164,11 +168,17 @@ class ServiceApplication(Application[UUID]):
         repository.app = self
         return repository
 
-    def save(self, *objs: Any, **kwargs: Any) -> Any:
+    def save(self, *objs: Any, unchanged: Mapping[UUID, int] | None = None, **kwargs: Any) -> Any:
+        """Records the aggregates' new events; with ``unchanged`` (aggregate id: the version
+        read, 0 for none), only if those aggregates are still at those versions, else it fails
+        with ``IntegrityError`` as a racing write of the same version would: a decision that
+        rests on what another writer may change is decided again."""
         writes = _writes_of(self)
         if writes is None or kwargs:
+            if unchanged:
+                kwargs["unchanged"] = unchanged
             return super().save(*objs, **kwargs)
-        writes.collect(*objs)
+        writes.collect(*objs, unchanged=unchanged)
         return []
 
     def record_request(
@@ -185,6 +195,8 @@ class ServiceApplication(Application[UUID]):
             return
         if in_transaction is not None:
             collected.saved_kwargs["in_transaction"] = in_transaction
+        if writes.unchanged:
+            collected.saved_kwargs["unchanged"] = writes.unchanged
         recordings = self._record(collected)
         self._take_snapshots(collected)
         self._notify(recordings)

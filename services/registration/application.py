@@ -1,15 +1,17 @@
-"""Registration's commands: load, let the aggregates decide, save in one transaction.
+"""Registration's commands: gather the facts, let the domain decide, save in one transaction.
 
-Reads that decide a command (the customer's claim) come from the log itself; reads that only
-flag (possible duplicates, incumbency) come from projections through small ports.
+A submission is gathered (``EngagementFacts``), decided by the rules of engagement
+(``domain.engagement.decide``) and saved with the claims it takes. Reads that decide (the
+customer's claims) come from the log itself; reads that only flag (possible duplicates,
+incumbency) come from projections through small ports.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from functools import partial
+from functools import cached_property
 from typing import Protocol, TypeVar
 from uuid import UUID
 
@@ -17,23 +19,24 @@ from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError
 
+from services.registration.domain.claims import CustomerClaim, CustomerClaims
 from services.registration.domain.contracts import Contract
-from services.registration.domain.customers import CustomerIdentity, match_keys, resemblance
+from services.registration.domain.customers import CustomerIdentity
 from services.registration.domain.direct import DirectDeal
-from services.registration.domain.external_ids import ExternalId
-from services.registration.domain.partners import KnownPartner
-from services.registration.domain.registrations import (
-    APPROVED,
+from services.registration.domain.engagement import (
     EXPIRED,
-    Assessment,
-    CustomerClaim,
-    CustomerClaims,
-    Flag,
+    Decision,
+    Facts,
     Incumbency,
-    Registration,
     RegistrationRuleError,
     TransitionError,
+    decide,
+    direct_collision,
+    may_approve,
 )
+from services.registration.domain.external_ids import ExternalId
+from services.registration.domain.partners import KnownPartner
+from services.registration.domain.registrations import Registration
 from services.registration.domain.webhooks import Endpoint
 from shared.database import Database
 from shared.eventlog import ServiceApplication
@@ -64,29 +67,22 @@ class CustomerIndex(Protocol):
         ...
 
 
-class BatchIndex(Protocol):
-    """The ``CustomerIndex``'s questions for the rows of a batch at once (a bulk import's)."""
+class EngagementFacts(Protocol):
+    """What the rules of engagement ask about a submission (``engagement.Facts``). One
+    implementation reads the log and the views for a request (``RequestFacts``); the importer's
+    answers the rows of a batch from lookups made for the whole batch (``BatchFacts``)."""
 
-    @property
-    def budget(self) -> int:
-        """How many registrations a candidate lookup reads through its rarest match keys."""
+    def partner(self, partner_id: UUID, motion: str) -> KnownPartner:
+        """The partner as last known; ``UnknownPartnerError`` if it is not enrolled."""
         ...
 
-    @property
-    def limit(self) -> int:
-        """How many candidates a lookup returns at most."""
-        ...
+    def claims(self, customer_keys: Sequence[str], product_line: str) -> CustomerClaims: ...
 
-    def similar_customers(
-        self, asked: Sequence[tuple[CustomerIdentity, str, frozenset[int]]]
-    ) -> Sequence[Sequence[tuple[UUID, CustomerIdentity]]]:
-        """``CustomerIndex.similar_customers`` for each (customer, product line, its match
-        keys)."""
-        ...
+    def similar(
+        self, identity: CustomerIdentity, product_line: str
+    ) -> Sequence[tuple[UUID, CustomerIdentity]]: ...
 
-    def incumbents(self, customer_keys: Sequence[str], on: date) -> Mapping[str, Incumbency]:
-        """``CustomerIndex.incumbent`` for each customer that has one."""
-        ...
+    def incumbent(self, customer_key: str, on: date) -> Incumbency | None: ...
 
 
 class Schedule(Protocol):
@@ -102,15 +98,6 @@ class UnknownPartnerError(RegistrationRuleError):
     pass
 
 
-class AlreadyRegisteredError(RegistrationRuleError):
-    def __init__(self, registration_id: UUID | None) -> None:
-        super().__init__(
-            "this partner already holds the customer for this product line "
-            f"(registration {registration_id})"
-        )
-        self.registration_id = registration_id
-
-
 class ExternalIdTakenError(RegistrationRuleError):
     """The CRM id names a record already: the sender's own (``entity_id``, a repeat), or
     another partner's (``entity_id`` None: nothing of it is told, OWASP API1)."""
@@ -123,15 +110,6 @@ class ExternalIdTakenError(RegistrationRuleError):
         self.entity_id = entity_id
 
 
-class StillProtectedError(TransitionError):
-    def __init__(self, until: date | None) -> None:
-        super().__init__(
-            "another partner's protection of this customer lasts until "
-            f"{until.isoformat() if until else 'further notice'}; it cannot be approved before"
-        )
-        self.until = until
-
-
 # --- commands ---------------------------------------------------------------------------
 
 
@@ -142,7 +120,7 @@ class Customer:
     domain: str | None = None
     email: str | None = None
 
-    @property
+    @cached_property
     def identity(self) -> CustomerIdentity:
         return CustomerIdentity.of(
             name=self.name, country=self.country, domain=self.domain, email=self.email
@@ -190,6 +168,57 @@ class NewDirectDeal:
     external_id: str | None = None
 
 
+@dataclass(frozen=True)
+class Submitted:
+    """A registration decided, and everything its save records or rests on."""
+
+    registration: Registration
+    changed: list[Aggregate]
+    unchanged: dict[UUID, int]
+    """The claims it was decided on, as read: the save holds only if none has moved since."""
+    claims: CustomerClaims
+
+
+def gather(
+    facts: EngagementFacts,
+    partner_id: UUID,
+    motion: str,
+    identity: CustomerIdentity,
+    product_line: str,
+    now: datetime,
+    itself: UUID | None = None,
+) -> Facts:
+    partner = facts.partner(partner_id, motion)
+    return Facts(
+        partner=partner,
+        motion=motion,
+        customer=identity,
+        claims=facts.claims(identity.keys, product_line),
+        similar=facts.similar(identity, product_line),
+        incumbency=facts.incumbent(identity.key, now.date()),
+        today=now.date(),
+        itself=itself,
+    )
+
+
+def _with_claims(
+    registration: Registration, decision: Decision, facts: Facts, changed: list[Aggregate]
+) -> Submitted:
+    """What a registration's save records with it: every claim of its customer when it is
+    protected; the incumbent's notice. And what it rests on: the claims as read, when the
+    decision needed nobody to hold them."""
+    claims = facts.claims
+    if decision.protects:
+        assert registration.protected_until is not None
+        changed += claims.protect(
+            registration.id, registration.partner_id, registration.protected_until
+        )
+    if decision.poaching is not None:
+        registration.note_poaching(decision.poaching)
+    resting = decision.rests_on_unclaimed_keys and not decision.protects
+    return Submitted(registration, changed, claims.as_read() if resting else {}, claims)
+
+
 _ATTEMPTS = 10
 
 
@@ -206,6 +235,7 @@ class RegistrationApplication(ServiceApplication):
         super().__init__(database)
         self.partners = partners
         self.customers = customers
+        self.facts: EngagementFacts = RequestFacts(self)
 
     # --- reading ----------------------------------------------------------------------
     def registration(self, registration_id: UUID, *, as_of: datetime | None = None) -> Registration:
@@ -305,117 +335,52 @@ class RegistrationApplication(ServiceApplication):
         return taken.entity_id if owner in (None, partner_id) else None
 
     # --- registering --------------------------------------------------------------------
-    def partner_for(self, partner_id: UUID, motion: str) -> KnownPartner:
-        partner = self.partners.get(partner_id)
-        if partner is None:
-            raise UnknownPartnerError(f"partner {partner_id} is not enrolled in the program")
-        if partner.may_register(motion):
-            # An addendum signed a moment ago may not have reached the directory yet.
-            partner = self.partners.get(partner_id, latest=True) or partner
-        refusal = partner.may_register(motion)
-        if refusal:
-            raise RegistrationRuleError(refusal)
-        return partner
-
-    def assess(
-        self,
-        identity: CustomerIdentity,
-        product_line: str,
-        partner: KnownPartner,
-        today: date,
-        claim: CustomerClaim | None,
-        itself: UUID | None = None,
-    ) -> Assessment:
-        return self.assessment(
-            identity,
-            partner,
-            claim,
-            self.customers.similar_customers(identity, product_line),
-            self.customers.incumbent(identity.key, today),
-            today,
-            itself,
+    def submitted(self, new: NewRegistration, facts: EngagementFacts, now: datetime) -> Submitted:
+        """A new registration as the rules decide it on the facts gathered; nothing saved."""
+        identity = new.customer.identity
+        gathered = gather(facts, new.partner_id, new.motion, identity, new.product_line, now)
+        decision = decide(gathered)
+        registration = Registration.submit(
+            partner_id=new.partner_id,
+            customer=identity,
+            customer_name=new.customer.name,
+            customer_domain=new.customer.domain,
+            customer_email=new.customer.email,
+            product_line=new.product_line,
+            motion=new.motion,
+            estimated_value=new.estimated_value,
+            expected_close=new.expected_close,
+            external_id=new.external_id,
+            decision=decision,
+            now=now,
         )
-
-    @staticmethod
-    def assessment(
-        identity: CustomerIdentity,
-        partner: KnownPartner,
-        claim: CustomerClaim | None,
-        similar: Sequence[tuple[UUID, CustomerIdentity]],
-        incumbency: Incumbency | None,
-        today: date,
-        itself: UUID | None = None,
-    ) -> Assessment:
-        """The assessment of a registration, given what the views say about its customer."""
-        duplicates = []
-        for registration_id, other in similar:
-            match = resemblance(identity, other)
-            if match is not None and registration_id != itself:
-                duplicates.append(
-                    Flag(
-                        rule="possible-duplicate",
-                        collides_with=f"registration:{registration_id}",
-                        matched_keys=match.matched,
-                        score=match.score,
-                    )
-                )
-        if incumbency is not None and incumbency.partner_id == partner.partner_id:
-            incumbency = None  # renewing one's own customer is no poaching
-        holder = claim if claim and claim.held_by_other_than(partner.partner_id, today) else None
-        return Assessment(
-            holder=holder,
-            duplicates=tuple(sorted(duplicates, key=lambda flag: flag.score or 0, reverse=True)),
-            incumbency=incumbency,
-            good_standing=partner.in_good_standing,
-        )
+        changed: list[Aggregate] = [registration]
+        changed += self._external_id("registration", new.external_id, registration.id)
+        return _with_claims(registration, decision, gathered, changed)
 
     def register_deal(self, new: NewRegistration, now: datetime) -> Registration:
-        partner = self.partner_for(new.partner_id, new.motion)
-        identity = new.customer.identity
-
         def attempt() -> Registration:
             self._refuse_taken("registration", new.external_id, new.partner_id)
-            claims = self.claims_of(identity.keys, new.product_line)
-            own = claims.of_partner(new.partner_id, now.date())
-            if own is not None:
-                raise AlreadyRegisteredError(own.registration_id)
-            holder = claims.held_by_other_than(new.partner_id, now.date())
-            assessment = self.assess(identity, new.product_line, partner, now.date(), holder)
-            registration = Registration.submit(
-                partner_id=new.partner_id,
-                customer=identity,
-                customer_name=new.customer.name,
-                customer_domain=new.customer.domain,
-                customer_email=new.customer.email,
-                product_line=new.product_line,
-                motion=new.motion,
-                estimated_value=new.estimated_value,
-                expected_close=new.expected_close,
-                external_id=new.external_id,
-                assessment=assessment,
-                now=now,
-            )
-            changed: list[Aggregate] = [registration]
-            changed += self._external_id("registration", new.external_id, registration.id)
-            if registration.status == APPROVED:
-                changed += claims.protect(registration)
-            if assessment.incumbency is not None:
-                registration.note_poaching(assessment.incumbency)
-            self.save(*changed)
-            return registration
+            submitted = self.submitted(new, self.facts, now)
+            self.save(*submitted.changed, unchanged=submitted.unchanged)
+            return submitted.registration
 
         return self._retrying(attempt)
 
     def resubmit(self, registration_id: UUID, changes: Changes, now: datetime) -> Registration:
         def attempt() -> Registration:
             registration = self.registration(registration_id)
-            partner = self.partner_for(registration.partner_id, registration.motion)
             identity = changes.customer.identity
-            claims = self.claims_of(identity.keys, changes.product_line)
-            holder = claims.held_by_other_than(registration.partner_id, now.date())
-            assessment = self.assess(
-                identity, changes.product_line, partner, now.date(), holder, itself=registration.id
+            gathered = gather(
+                self.facts,
+                registration.partner_id,
+                registration.motion,
+                identity,
+                changes.product_line,
+                now,
+                itself=registration.id,
             )
+            decision = decide(gathered)
             registration.resubmit(
                 customer=identity,
                 customer_name=changes.customer.name,
@@ -424,15 +389,11 @@ class RegistrationApplication(ServiceApplication):
                 product_line=changes.product_line,
                 estimated_value=changes.estimated_value,
                 expected_close=changes.expected_close,
-                assessment=assessment,
+                decision=decision,
                 now=now,
             )
-            changed: list[Aggregate] = [registration]
-            if registration.status == APPROVED:
-                changed += claims.protect(registration)
-            if assessment.incumbency is not None:
-                registration.note_poaching(assessment.incumbency)
-            self.save(*changed)
+            submitted = _with_claims(registration, decision, gathered, [registration])
+            self.save(*submitted.changed, unchanged=submitted.unchanged)
             return registration
 
         return self._retrying(attempt)
@@ -442,11 +403,13 @@ class RegistrationApplication(ServiceApplication):
         def attempt() -> Registration:
             registration = self.registration(registration_id)
             claims = self.claims_of(registration.customer_keys, registration.product_line)
-            holder = claims.held_by_other_than(registration.partner_id, today)
-            if holder is not None:
-                raise StillProtectedError(holder.protected_until)
+            may_approve(claims, registration.partner_id, today)
             registration.approve(by=by, today=today)
-            self.save(registration, *claims.protect(registration))
+            assert registration.protected_until is not None
+            taken = claims.protect(
+                registration.id, registration.partner_id, registration.protected_until
+            )
+            self.save(registration, *taken)
             return registration
 
         return self._retrying(attempt)
@@ -597,7 +560,7 @@ class RegistrationApplication(ServiceApplication):
 
         def attempt() -> DirectDeal:
             self._refuse_taken("direct_deal", new.external_id)
-            protecting = self.claims_of(identity.keys, new.product_line).protecting(today)
+            protecting = direct_collision(self.claims_of(identity.keys, new.product_line), today)
             deal = DirectDeal(
                 customer_key=identity.key,
                 customer_name=new.customer.name,
@@ -619,294 +582,33 @@ class RegistrationApplication(ServiceApplication):
         return self._retrying(attempt)
 
 
-# --- bulk import ------------------------------------------------------------------------------
+class RequestFacts:
+    """The facts of one request's submission: the partner directory, the claims in the log, the
+    deals and contracts views."""
 
-
-@dataclass(frozen=True)
-class RowOutcome:
-    line: int
-    status: str
-    """``recorded``, ``unchanged`` (its CRM id was already recorded) or ``rejected``."""
-    entity_id: UUID | None = None
-    registration_status: str | None = None
-    problem: RegistrationRuleError | None = None
-
-
-class ImportedCustomers:
-    """The customers an import has recorded so far (open registrations all), by match key: what
-    the deals view would hold for them had each row been a request of its own, answered as its
-    candidate query would (rarest keys first, up to the probe budget; most shared keys first,
-    up to the same limit)."""
-
-    def __init__(self, budget: int = 200, limit: int = 50) -> None:
-        self.budget = budget
-        self.limit = limit
-        self.entries: list[tuple[UUID, CustomerIdentity, str, frozenset[int]]] = []
-        self.by_key: dict[int, list[int]] = {}
-
-    def add(
-        self,
-        registration_id: UUID,
-        identity: CustomerIdentity,
-        product_line: str,
-        keys: frozenset[int],
-    ) -> None:
-        index = len(self.entries)
-        self.entries.append((registration_id, identity, product_line, keys))
-        for key in keys:
-            self.by_key.setdefault(key, []).append(index)
-
-    def mark(self) -> int:
-        return len(self.entries)
-
-    def forget_since(self, mark: int) -> None:
-        """Forget what was added after ``mark`` (a batch whose save failed)."""
-        for _, _, _, keys in self.entries[mark:]:
-            for key in keys:
-                positions = self.by_key.get(key)
-                if positions is None:  # emptied by an entry before this one
-                    continue
-                while positions and positions[-1] >= mark:
-                    positions.pop()
-                if not positions:
-                    del self.by_key[key]
-        del self.entries[mark:]
-
-    def similar_customers(
-        self, identity: CustomerIdentity, product_line: str, keys: frozenset[int]
-    ) -> list[tuple[UUID, CustomerIdentity]]:
-        by_key, entries = self.by_key, self.entries
-        counted = sorted((len(positions), key) for key in keys if (positions := by_key.get(key)))
-        probed: list[list[int]] = []
-        before = 0
-        for count, key in counted:
-            if before >= self.budget:
-                break
-            probed.append(by_key[key])
-            before += count
-        own = identity.key
-        # Most keys shared first, then by registration id: as plain tuples, sorted without a
-        # Python call per comparison; the customer key is the one each identity keeps.
-        ranked = []
-        for index in set().union(*probed):
-            registration_id, other, line, other_keys = entries[index]
-            if line == product_line and other.key != own:
-                ranked.append((-len(keys & other_keys), registration_id.int, index))
-        ranked.sort()
-        return [entries[index][:2] for _, _, index in ranked[: self.limit]]
-
-
-class Importer:
-    """Records many registrations or contracts, a batch per transaction.
-
-    Every row goes through the same rules as a single request, decided as if the rows had been
-    sent one after another: a row sees the claims, the CRM ids and the customers (for possible
-    duplicates) of the rows before it in the file, though none of them is in the views yet.
-    Rows name their CRM id, so a second run of the same file finds every id taken and records
-    nothing. Should a concurrent writer make a batch's save fail, that batch is done again row
-    by row.
-
-    What a batch asks the views (similar customers, incumbents) it asks in one statement each
-    (``import_lookups``); partners are read once an import.
-    """
-
-    BATCH = 500
-
-    def __init__(self, app: RegistrationApplication, lookups: BatchIndex | None = None) -> None:
+    def __init__(self, app: RegistrationApplication) -> None:
         self.app = app
-        self.lookups = lookups
-        self.partners: dict[UUID, KnownPartner | RegistrationRuleError] = {}
-        self.imported = (
-            ImportedCustomers(lookups.budget, lookups.limit) if lookups else ImportedCustomers()
-        )
 
-    def registrations(
-        self, rows: Sequence[tuple[int, NewRegistration]], now: datetime
-    ) -> list[RowOutcome]:
-        outcomes: list[RowOutcome] = []
-        for start in range(0, len(rows), self.BATCH):
-            batch = rows[start : start + self.BATCH]
-            mark = self.imported.mark()
-            try:
-                outcomes += self._registration_batch(batch, now)
-            except IntegrityError:
-                self.imported.forget_since(mark)
-                for line, new in batch:
-                    outcome = self._one(line, partial(self.app.register_deal, new, now))
-                    outcomes.append(outcome)
-                    if outcome.status == "recorded" and outcome.entity_id is not None:
-                        identity = new.customer.identity
-                        self.imported.add(
-                            outcome.entity_id, identity, new.product_line, match_keys(identity)
-                        )
-        return outcomes
+    def partner(self, partner_id: UUID, motion: str) -> KnownPartner:
+        directory = self.app.partners
+        partner = directory.get(partner_id)
+        if partner is None:
+            raise UnknownPartnerError(f"partner {partner_id} is not enrolled in the program")
+        if partner.may_register(motion):
+            # An addendum signed a moment ago may not have reached the directory yet.
+            partner = directory.get(partner_id, latest=True) or partner
+        return partner
 
-    def contracts(self, rows: Sequence[tuple[int, NewContract]], now: datetime) -> list[RowOutcome]:
-        return [self._one(line, partial(self.app.sign_contract, new, now)) for line, new in rows]
+    def claims(self, customer_keys: Sequence[str], product_line: str) -> CustomerClaims:
+        return self.app.claims_of(customer_keys, product_line)
 
-    def _one(self, line: int, record: Callable[[], Aggregate]) -> RowOutcome:
-        try:
-            recorded = record()
-        except ExternalIdTakenError as taken:
-            if taken.entity_id is None:
-                return RowOutcome(line, "rejected", problem=taken)
-            return RowOutcome(line, "unchanged", taken.entity_id)
-        except RegistrationRuleError as error:
-            return RowOutcome(line, "rejected", problem=error)
-        except AggregateNotFoundError:
-            return RowOutcome(
-                line, "rejected", problem=RegistrationRuleError("no such registration")
-            )
-        return RowOutcome(line, "recorded", recorded.id, getattr(recorded, "status", None))
+    def similar(
+        self, identity: CustomerIdentity, product_line: str
+    ) -> Sequence[tuple[UUID, CustomerIdentity]]:
+        return self.app.customers.similar_customers(identity, product_line)
 
-    def _partner(self, partner_id: UUID, motion: str) -> KnownPartner | RegistrationRuleError:
-        """The partner if it may register this motion, else why not (read once an import)."""
-        if partner_id not in self.partners:
-            try:
-                self.partners[partner_id] = self.app.partner_for(partner_id, "refer")
-            except RegistrationRuleError as error:
-                self.partners[partner_id] = error
-        partner = self.partners[partner_id]
-        if isinstance(partner, RegistrationRuleError):
-            return partner
-        refusal = partner.may_register(motion)
-        return RegistrationRuleError(refusal) if refusal else partner
-
-    def _views(
-        self, rows: Sequence[tuple[CustomerIdentity, str, frozenset[int]]], today: date
-    ) -> tuple[list[Sequence[tuple[UUID, CustomerIdentity]]], list[Incumbency | None]]:
-        """What the views say about each row's customer: similar customers, and incumbency."""
-        if self.lookups is None:
-            customers = self.app.customers
-            return (
-                [customers.similar_customers(identity, line) for identity, line, _ in rows],
-                [customers.incumbent(identity.key, today) for identity, _, _ in rows],
-            )
-        similar = list(self.lookups.similar_customers(rows))
-        incumbents = self.lookups.incumbents([identity.key for identity, _, _ in rows], today)
-        return similar, [incumbents.get(identity.key) for identity, _, _ in rows]
-
-    def _registration_batch(
-        self, batch: Sequence[tuple[int, NewRegistration]], now: datetime
-    ) -> list[RowOutcome]:
-        app, today = self.app, now.date()
-        identities = {line: new.customer.identity for line, new in batch}
-        known = app.get_many(
-            [
-                ExternalId.create_id("registration", new.external_id)
-                for _, new in batch
-                if new.external_id
-            ]
-            + [
-                CustomerClaim.create_id(key, new.product_line)
-                for line, new in batch
-                for key in identities[line].keys
-            ]
-        )
-        # What each row's partner may do; what the views say of the customers of the rows that
-        # may be recorded, asked for all of them at once.
-        partners = {line: self._partner(new.partner_id, new.motion) for line, new in batch}
-        asked = [
-            (line, new)
-            for line, new in batch
-            if isinstance(partners[line], KnownPartner)
-            and not (
-                new.external_id and ExternalId.create_id("registration", new.external_id) in known
-            )
-        ]
-        keys = {line: match_keys(identities[line]) for line, _ in asked}
-        similar, incumbents = self._views(
-            [(identities[line], new.product_line, keys[line]) for line, new in asked], today
-        )
-        views = {
-            line: (found, incumbency)
-            for (line, _), found, incumbency in zip(asked, similar, incumbents, strict=True)
-        }
-        taken_here: dict[str, int] = {}
-        changed: dict[UUID, Aggregate] = {}
-        outcomes = []
-        for line, new in batch:
-            if new.external_id:
-                taken = known.get(ExternalId.create_id("registration", new.external_id))
-                if isinstance(taken, ExternalId):
-                    told = self.app.record_told(taken, new.partner_id)
-                    if told is None:
-                        error = ExternalIdTakenError("registration", new.external_id, None)
-                        outcomes.append(RowOutcome(line, "rejected", problem=error))
-                    else:
-                        outcomes.append(RowOutcome(line, "unchanged", told))
-                    continue
-                if new.external_id in taken_here:
-                    outcomes.append(
-                        RowOutcome(
-                            line,
-                            "rejected",
-                            problem=RegistrationRuleError(
-                                f"the CRM id {new.external_id!r} is already on line "
-                                f"{taken_here[new.external_id]}"
-                            ),
-                        )
-                    )
-                    continue
-            partner = partners[line]
-            if isinstance(partner, RegistrationRuleError):
-                outcomes.append(RowOutcome(line, "rejected", problem=partner))
-                continue
-            identity = identities[line]
-            claims = CustomerClaims.found(identity.keys, new.product_line, known.get)
-            own = claims.of_partner(new.partner_id, today)
-            if own is not None:
-                outcomes.append(
-                    RowOutcome(
-                        line, "rejected", problem=AlreadyRegisteredError(own.registration_id)
-                    )
-                )
-                continue
-            # The views, and the rows this import recorded before this one as the deals view
-            # would have them had each row been a request (none counted twice).
-            in_views, incumbency = views[line]
-            seen = {registration_id for registration_id, _ in in_views}
-            earlier = [
-                candidate
-                for candidate in self.imported.similar_customers(
-                    identity, new.product_line, keys[line]
-                )
-                if candidate[0] not in seen
-            ]
-            holder = claims.held_by_other_than(new.partner_id, today)
-            assessment = app.assessment(
-                identity, partner, holder, [*in_views, *earlier], incumbency, today
-            )
-            registration = Registration.submit(
-                partner_id=new.partner_id,
-                customer=identity,
-                customer_name=new.customer.name,
-                customer_domain=new.customer.domain,
-                customer_email=new.customer.email,
-                product_line=new.product_line,
-                motion=new.motion,
-                estimated_value=new.estimated_value,
-                expected_close=new.expected_close,
-                external_id=new.external_id,
-                assessment=assessment,
-                now=now,
-            )
-            changed[registration.id] = registration
-            self.imported.add(registration.id, identity, new.product_line, keys[line])
-            if new.external_id:
-                taken_here[new.external_id] = line
-                index = ExternalId(
-                    kind="registration", external_id=new.external_id, entity_id=registration.id
-                )
-                changed[index.id] = index
-            if registration.status == APPROVED:
-                for claim in claims.protect(registration):
-                    known[claim.id] = changed[claim.id] = claim
-            if assessment.incumbency is not None:
-                registration.note_poaching(assessment.incumbency)
-            outcomes.append(RowOutcome(line, "recorded", registration.id, registration.status))
-        app.save(*changed.values())
-        return outcomes
+    def incumbent(self, customer_key: str, on: date) -> Incumbency | None:
+        return self.app.customers.incumbent(customer_key, on)
 
 
 # --- the clock's jobs ------------------------------------------------------------------------

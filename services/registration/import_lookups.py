@@ -21,7 +21,7 @@ from psycopg import ClientCursor
 from psycopg.rows import tuple_row
 
 from services.registration.domain.customers import CustomerIdentity
-from services.registration.domain.registrations import Incumbency
+from services.registration.domain.engagement import Incumbency
 from services.registration.projections import (
     _CANDIDATES,
     _CANDIDATES_SQL,

@@ -13,8 +13,7 @@ from psycopg.types.json import Jsonb
 
 from services.registration.domain.contracts import RENEWAL_WINDOW, Contract
 from services.registration.domain.customers import CustomerIdentity, match_keys
-from services.registration.domain.partners import KnownPartner
-from services.registration.domain.registrations import (
+from services.registration.domain.engagement import (
     APPROVED,
     EXPIRED,
     LOST,
@@ -25,8 +24,9 @@ from services.registration.domain.registrations import (
     WITHDRAWN,
     WON,
     Incumbency,
-    Registration,
 )
+from services.registration.domain.partners import KnownPartner
+from services.registration.domain.registrations import Registration
 from shared.contracts import PartnerEnrolled, PartnerMembershipChanged, TierChanged
 from shared.projections import Statements, View, on
 

@@ -57,12 +57,21 @@ def link(
 # The chain's encoding (``link``) in SQL: int8send and uuid_send are big-endian, as above.
 _APPEND_FUNCTION = (
     "CREATE OR REPLACE FUNCTION {function}("
-    " ids uuid[], versions bigint[], topics text[], states bytea[]) RETURNS SETOF bigint"
+    " ids uuid[], versions bigint[], topics text[], states bytea[],"
+    " unchanged_ids uuid[], unchanged_versions bigint[]) RETURNS SETOF bigint"
     " LANGUAGE plpgsql AS $$"
     " DECLARE positions bigint[]; hashes bytea[] := '{{}}'; previous bytea; topic bytea;"
     " BEGIN"
     "  SET LOCAL lock_timeout = '{lock_timeout}s';"
     "  LOCK TABLE {events} IN EXCLUSIVE MODE;"
+    # Under the lock every earlier commit is seen: a stream read at a version that has moved
+    # since fails the save as a racing write of that version would (unique_violation).
+    "  IF EXISTS (SELECT FROM unnest(unchanged_ids, unchanged_versions) AS read(id, version)"
+    "   WHERE coalesce((SELECT max(e.originator_version) FROM {events} AS e"
+    "    WHERE e.originator_id = read.id), 0) <> read.version) THEN"
+    "   RAISE EXCEPTION 'a stream read for this decision has changed since'"
+    "    USING ERRCODE = 'unique_violation';"
+    "  END IF;"
     "  NOTIFY {channel};"
     "  WITH inserted AS ("
     "   INSERT INTO {events} (originator_id, originator_version, topic, state)"
@@ -117,7 +126,8 @@ class _Chained(PostgresApplicationRecorder):
             )
         )
         self._call_append = SQL(
-            "SELECT position FROM {}(%s::uuid[], %s::bigint[], %s::text[], %s::bytea[]) AS position"
+            "SELECT position FROM {}(%s::uuid[], %s::bigint[], %s::text[], %s::bytea[],"
+            " %s::uuid[], %s::bigint[]) AS position"
         ).format(function)
 
     def create_table(self) -> None:
@@ -139,18 +149,26 @@ class _Chained(PostgresApplicationRecorder):
         Unix-domain socket that way (client and server both blocked writing)."""
         tracking = kwargs.get("tracking")
         in_transaction = kwargs.pop("in_transaction", None)
+        unchanged: dict[UUID, int] = kwargs.pop("unchanged", None) or {}
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             if tracking is None and in_transaction is None:
-                return self._append_events(curs, stored_events) if stored_events else None
+                if not stored_events:
+                    return None
+                return self._append_events(curs, stored_events, unchanged)
             with conn.transaction():
                 if in_transaction is not None:  # a request's stored answer, before the lock
                     in_transaction(curs)
                 if tracking is not None:
                     self._insert_events(curs, stored_events, **kwargs)  # the tracking row
-                return self._append_events(curs, stored_events) if stored_events else None
+                if not stored_events:
+                    return None
+                return self._append_events(curs, stored_events, unchanged)
 
     def _append_events(
-        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent]
+        self,
+        curs: Cursor[DictRow],
+        stored_events: Sequence[StoredEvent],
+        unchanged: dict[UUID, int],
     ) -> Sequence[int]:
         curs.execute(
             self._call_append,
@@ -159,6 +177,8 @@ class _Chained(PostgresApplicationRecorder):
                 [e.originator_version for e in stored_events],
                 [e.topic for e in stored_events],
                 [e.state for e in stored_events],
+                list(unchanged),
+                list(unchanged.values()),
             ),
             prepare=True,
         )

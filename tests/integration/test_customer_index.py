@@ -12,7 +12,8 @@ import pytest
 from eventsourcing.persistence import Tracking
 
 from services.registration.domain.customers import CustomerIdentity, match_keys
-from services.registration.domain.registrations import Assessment, Registration
+from services.registration.domain.engagement import APPROVED, PROTECTION, Decision
+from services.registration.domain.registrations import Registration
 from services.registration.projections import DealsView
 from shared.database import connect_database
 from shared.money import Money
@@ -20,7 +21,7 @@ from shared.money import Money
 pytestmark = pytest.mark.postgres
 
 NOW = datetime(2027, 1, 4, 9, tzinfo=UTC)
-NOBODY_ELSE = Assessment(holder=None, duplicates=(), incumbency=None, good_standing=True)
+NOBODY_ELSE = Decision(APPROVED, (), date(2027, 1, 4) + PROTECTION, None, None, None)
 
 
 class Log:
@@ -52,7 +53,7 @@ class Log:
                 estimated_value=Money(Decimal(1000), "USD"),
                 expected_close=date(2027, 6, 30),
                 external_id=None,
-                assessment=NOBODY_ELSE,
+                decision=NOBODY_ELSE,
                 now=NOW,
             )
         )

@@ -14,9 +14,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from services.registration.application import Importer
 from services.registration.domain.customers import CustomerIdentity, match_keys
 from services.registration.import_lookups import BatchLookups
+from services.registration.importer import Importer
 from services.registration.projections import ContractsView, DealsView, RegistrationIndex
 from shared.auth import Role
 from shared.database import connect_database

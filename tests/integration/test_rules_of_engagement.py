@@ -506,6 +506,45 @@ def test_racing_registrations_protect_exactly_one(clients: Clients) -> None:
     assert sorted(status for _, status in results).count("approved") == 1
 
 
+def test_a_registration_that_loses_a_race_is_a_conflict_never_sent_to_review(
+    clients: Clients,
+) -> None:
+    """A registration is decided on the claims it read. Here another partner's registration is
+    approved between that read and the save, while the views already showed a near duplicate
+    (which alone would send it to review): its save finds the claims moved, and decided again
+    it is a conflict, as it would have been had it come a moment later."""
+    near, holder, racer = (clients.enrol(legal_name=n) for n in ("Near", "Holder", "Racer"))
+    register(clients, near, customer=customer("acmee.co.uk", "Akme Holdings"))
+    waiting = register(clients, holder, customer=customer("acme.co.uk", "Acme Corp"))
+    assert waiting["status"] == "pending_review"  # it resembles the near duplicate
+    clients.settle()
+    facts: Any = clients.registration.app.state.runtime.app.facts  # type: ignore[attr-defined]
+    similar, approvals = facts.similar, []
+
+    def approved_meanwhile(*args: Any) -> Any:
+        if not approvals:  # once, by another request, between this one's reads
+            with ThreadPoolExecutor(1) as other:
+                approvals.append(
+                    other.submit(
+                        clients.registration.post,
+                        f"/v1/registrations/{waiting['registration_id']}/approval",
+                        headers=MANAGER,
+                    ).result()
+                )
+        return similar(*args)
+
+    facts.similar = approved_meanwhile
+    try:
+        by_name = {"name": "ACME corporation, Ltd.", "country": "GB"}
+        lost = register(clients, racer, customer=by_name)
+    finally:
+        facts.similar = similar
+    assert approvals[0].status_code == 200, approvals[0].text
+    assert lost["status"] == "conflict"
+    assert lost["may_register_again_on"]
+    assert [flag["rule"] for flag in lost["flags"]][0] == "first-to-register"
+
+
 def test_lists_page_by_opaque_cursor_and_filter_by_crm_id(clients: Clients) -> None:
     partner = clients.enrol()
     for n in range(5):

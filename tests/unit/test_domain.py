@@ -4,8 +4,8 @@ from uuid import uuid4
 
 import pytest
 
+from services.registration.domain.claims import CustomerClaim
 from services.registration.domain.contracts import Contract, contract_end
-from services.registration.domain.registrations import CustomerClaim
 from services.tiering.domain.partners import MembershipError, Partner
 from shared.money import Money
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import uuid
 
-from services.registration.application import ImportedCustomers
 from services.registration.domain.customers import CustomerIdentity, match_keys
+from services.registration.importer import ImportedCustomers
 
 
 def identity(name: str, domain: str | None = None) -> CustomerIdentity:

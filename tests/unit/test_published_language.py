@@ -12,7 +12,8 @@ from eventsourcing.persistence import Mapper, Notification
 
 from services.registration.domain.contracts import Contract
 from services.registration.domain.customers import CustomerIdentity
-from services.registration.domain.registrations import Assessment, Registration
+from services.registration.domain.engagement import APPROVED, PROTECTION, Decision
+from services.registration.domain.registrations import Registration
 from services.tiering.domain.partners import Partner
 from shared.codec import build_transcoder
 from shared.contracts import (
@@ -88,7 +89,7 @@ def test_registration_publishes_deal_registered_contract_signed_and_renewal_due(
         estimated_value=Money(Decimal("1200.00"), "USD"),
         expected_close=date(2026, 6, 30),
         external_id="crm-1",
-        assessment=Assessment(holder=None, duplicates=(), incumbency=None, good_standing=True),
+        decision=Decision(APPROVED, (), date(2027, 1, 4) + PROTECTION, None, None, None),
         now=datetime(2026, 1, 2, 9, tzinfo=UTC),
     )
     contract = Contract.sign(

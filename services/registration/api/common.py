@@ -12,18 +12,18 @@ from fastapi import Depends, Request
 from pydantic import BaseModel, Field
 
 from services.registration.application import (
-    AlreadyRegisteredError,
     Customer,
     ExternalIdTakenError,
     RegistrationApplication,
-    StillProtectedError,
     UnknownPartnerError,
 )
-from services.registration.domain.registrations import (
-    Registration,
+from services.registration.domain.engagement import (
+    AlreadyRegisteredError,
     RegistrationRuleError,
+    StillProtectedError,
     TransitionError,
 )
+from services.registration.domain.registrations import Registration
 from shared.auth import Allow, Principal, Role
 from shared.dependencies import Runtime
 from shared.edge import RequestModel

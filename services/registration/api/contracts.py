@@ -15,7 +15,7 @@ from pydantic_core import PydanticCustomError
 from services.registration.api.common import App, Crm, CustomerBody, Now, Reader, rule_problem
 from services.registration.application import NewContract
 from services.registration.domain.contracts import DEFAULT_TERM_MONTHS, Contract, contract_end
-from services.registration.domain.registrations import RegistrationRuleError
+from services.registration.domain.engagement import RegistrationRuleError
 from shared.auth import Allow, Principal, Role
 from shared.edge import RequestModel
 from shared.money import Amount, MoneyBody

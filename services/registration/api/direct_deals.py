@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 from services.registration.api.common import App, CustomerBody, Today, rule_problem
 from services.registration.application import NewDirectDeal
 from services.registration.domain.direct import DirectDeal
-from services.registration.domain.registrations import RegistrationRuleError
+from services.registration.domain.engagement import RegistrationRuleError
 from shared.auth import Allow, Principal, Role
 from shared.edge import RequestModel
 from shared.problems import Problem

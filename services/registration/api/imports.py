@@ -17,8 +17,8 @@ from pydantic import BaseModel, Field, ValidationError
 from services.registration.api.common import App, Now, acting_partner
 from services.registration.api.contracts import ContractRequest
 from services.registration.api.registrations import RegistrationRequest
-from services.registration.application import Importer, RowOutcome
 from services.registration.import_lookups import BatchLookups
+from services.registration.importer import Importer, RowOutcome
 from shared.auth import Allow, Principal, Role
 from shared.edge import DocumentTooLargeError, parse_json
 from shared.problems import Problem, problems

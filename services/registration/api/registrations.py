@@ -24,11 +24,8 @@ from services.registration.api.common import (
     rule_problem,
 )
 from services.registration.application import Changes, NewRegistration
-from services.registration.domain.registrations import (
-    STATUSES,
-    Registration,
-    RegistrationRuleError,
-)
+from services.registration.domain.engagement import STATUSES, RegistrationRuleError
+from services.registration.domain.registrations import Registration
 from shared.audit.api import AsOf
 from shared.auth import Role
 from shared.dependencies import Pool

@@ -21,11 +21,8 @@ from services.registration.api.common import (
     Today,
     rule_problem,
 )
-from services.registration.domain.registrations import (
-    REJECTION_REASONS,
-    Registration,
-    RegistrationRuleError,
-)
+from services.registration.domain.engagement import RegistrationRuleError
+from services.registration.domain.registrations import REJECTION_REASONS, Registration
 from shared.dependencies import Pool
 from shared.edge import RequestModel
 from shared.paging import Cursor, unknown_cursor

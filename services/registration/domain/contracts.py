@@ -9,7 +9,7 @@ from dateutil.relativedelta import relativedelta
 from eventsourcing.domain import Aggregate, event
 
 import shared.contracts as published
-from services.registration.domain.registrations import RegistrationRuleError, TransitionError
+from services.registration.domain.engagement import RegistrationRuleError, TransitionError
 from shared.contracts import publishes
 from shared.money import Money
 from shared.program_dates import LAST_DAY

@@ -1,16 +1,15 @@
-"""Rules of engagement: who may claim a customer, for how long, and what happens to the claim.
+"""A deal registration's life: submitted as the rules decided (``engagement``), reviewed,
+extended, expired, won, lost or withdrawn.
 
-The aggregates check a rule, then trigger an event; the event-applying methods only assign.
+The aggregate checks a transition, then triggers an event; the event-applying methods only
+assign.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from decimal import Decimal
 from typing import Any
-from uuid import NAMESPACE_URL, UUID, uuid5
+from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
@@ -20,24 +19,27 @@ from services.registration.domain.calendar import (
     add_business_days,
 )
 from services.registration.domain.customers import CustomerIdentity
+from services.registration.domain.engagement import (
+    APPROVED,
+    CONFLICT,
+    EXPIRED,
+    EXTENSION,
+    LOST,
+    MAX_EXTENSIONS,
+    OPEN,
+    PENDING_REVIEW,
+    PROTECTION,
+    REJECTED,
+    RETURNED,
+    WITHDRAWN,
+    WON,
+    Decision,
+    Incumbency,
+    RegistrationRuleError,
+    TransitionError,
+)
 from shared.contracts import publishes
 from shared.money import Money
-
-PROTECTION = timedelta(days=90)
-EXTENSION = timedelta(days=30)
-MAX_EXTENSIONS = 2
-
-APPROVED = "approved"
-PENDING_REVIEW = "pending_review"
-CONFLICT = "conflict"
-RETURNED = "returned"
-REJECTED = "rejected"
-EXPIRED = "expired"
-WON = "won"
-LOST = "lost"
-WITHDRAWN = "withdrawn"
-OPEN = frozenset({APPROVED, PENDING_REVIEW, CONFLICT, RETURNED})
-STATUSES = (APPROVED, PENDING_REVIEW, CONFLICT, RETURNED, REJECTED, EXPIRED, WON, LOST, WITHDRAWN)
 
 REJECTION_REASONS = frozenset(
     {
@@ -50,91 +52,6 @@ REJECTION_REASONS = frozenset(
         "other",
     }
 )
-
-_CLAIM_NAMESPACE = uuid5(NAMESPACE_URL, "urn:dealreg:customer-claim")
-
-
-class RegistrationRuleError(ValueError):
-    """A request that breaks a rule of engagement; nothing is recorded."""
-
-
-class TransitionError(RegistrationRuleError):
-    """The registration is not in a state that allows this."""
-
-
-@dataclass(frozen=True)
-class Flag:
-    """Why a registration is not simply approved: the rule, the keys that matched, how closely,
-    and what it collides with. Channel managers see all of it; partners see the rule only."""
-
-    rule: str
-    collides_with: str
-    """``registration:<id>`` or ``contract:<id>``."""
-    matched_keys: tuple[str, ...] = ()
-    score: Decimal | None = None
-    detail: str = ""
-
-    def as_data(self) -> dict[str, Any]:
-        return {
-            "rule": self.rule,
-            "collides_with": self.collides_with,
-            "matched_keys": list(self.matched_keys),
-            "score": self.score,
-            "detail": self.detail,
-        }
-
-
-@dataclass(frozen=True)
-class Incumbency:
-    """An active contract of another partner whose renewal window is open."""
-
-    contract_id: UUID
-    partner_id: UUID
-    end_date: date
-
-
-@dataclass(frozen=True)
-class Assessment:
-    """What the rules found about a submission, before anything is recorded."""
-
-    holder: CustomerClaim | None
-    duplicates: tuple[Flag, ...]
-    incumbency: Incumbency | None
-    good_standing: bool
-
-    def outcome(self, today: date) -> tuple[str, list[Flag], date | None, date | None]:
-        """Status, flags, protection end and, in conflict, when the partner may register again."""
-        flags = list(self.duplicates)
-        if self.incumbency is not None:
-            flags.append(
-                Flag(
-                    rule="poaching",
-                    collides_with=f"contract:{self.incumbency.contract_id}",
-                    matched_keys=("customer_key",),
-                    detail=f"the customer's contract through another partner ends on "
-                    f"{self.incumbency.end_date.isoformat()}",
-                )
-            )
-        if not self.good_standing:
-            flags.append(
-                Flag(rule="partner-standing", collides_with="", detail="not in good standing")
-            )
-        if self.holder is not None:
-            flags.insert(
-                0,
-                Flag(
-                    rule="first-to-register",
-                    collides_with=f"registration:{self.holder.registration_id}",
-                    matched_keys=("customer_key", "product_line"),
-                    score=Decimal(1),
-                ),
-            )
-            held_until = self.holder.protected_until or today
-            return CONFLICT, flags, None, held_until + timedelta(days=1)
-        needs_review = self.duplicates or not self.good_standing
-        if needs_review:
-            return PENDING_REVIEW, flags, None, None
-        return APPROVED, flags, today + PROTECTION, None
 
 
 @publishes(Registered=published.DealRegistered, Approved=published.RegistrationApproved)
@@ -229,10 +146,9 @@ class Registration(Aggregate):
         estimated_value: Money,
         expected_close: date,
         external_id: str | None,
-        assessment: Assessment,
+        decision: Decision,
         now: datetime,
     ) -> Registration:
-        status, flags, protected_until, again_on = assessment.outcome(now.date())
         return cls(
             partner_id=partner_id,
             customer_key=customer.key,
@@ -245,13 +161,13 @@ class Registration(Aggregate):
             estimated_value=estimated_value,
             expected_close=expected_close,
             external_id=external_id,
-            status=status,
-            protected_until=protected_until,
-            flags=[f.as_data() for f in flags],
-            may_register_again_on=again_on,
+            status=decision.status,
+            protected_until=decision.protected_until,
+            flags=[f.as_data() for f in decision.flags],
+            may_register_again_on=decision.may_register_again_on,
             submitted_at=now,
-            review_due_at=_review_due(status, now),
-            conflict_with=assessment.holder.registration_id if assessment.holder else None,
+            review_due_at=_review_due(decision.status, now),
+            conflict_with=decision.conflict_with,
         )
 
     @property
@@ -347,11 +263,11 @@ class Registration(Aggregate):
         product_line: str,
         estimated_value: Money,
         expected_close: date,
-        assessment: Assessment,
+        decision: Decision,
         now: datetime,
     ) -> None:
         self._require(RETURNED, action="resubmitted")
-        status, flags, protected_until, again_on = assessment.outcome(now.date())
+        status, protected_until = decision.status, decision.protected_until
         self.resubmitted(
             customer_key=customer.key,
             customer_name=customer_name,
@@ -363,11 +279,11 @@ class Registration(Aggregate):
             expected_close=expected_close,
             status=status,
             protected_until=protected_until,
-            flags=[f.as_data() for f in flags],
-            may_register_again_on=again_on,
+            flags=[f.as_data() for f in decision.flags],
+            may_register_again_on=decision.may_register_again_on,
             submitted_at=now,
             review_due_at=_review_due(status, now),
-            conflict_with=assessment.holder.registration_id if assessment.holder else None,
+            conflict_with=decision.conflict_with,
         )
         if status == APPROVED and protected_until is not None:
             # Approved is approved: the rules' approval is published as a manager's is.
@@ -531,150 +447,3 @@ def _review_due(status: str, now: datetime) -> datetime | None:
     if status != PENDING_REVIEW:
         return None
     return add_business_days(now, REVIEW_DEADLINE_BUSINESS_DAYS)
-
-
-class CustomerClaim(Aggregate):
-    """Who holds a customer key for a product line. Its id derives from the key, so of two
-    racing registrations exactly one creates (or moves) it; the other retries and finds it."""
-
-    @staticmethod
-    def create_id(customer_key: str, product_line: str, **_: object) -> UUID:
-        return uuid5(_CLAIM_NAMESPACE, f"{customer_key}|{product_line.casefold()}")
-
-    @event("Claimed")
-    def __init__(
-        self,
-        customer_key: str,
-        product_line: str,
-        registration_id: UUID,
-        partner_id: UUID,
-        protected_until: date,
-    ) -> None:
-        self.customer_key = customer_key
-        self.product_line = product_line
-        self.registration_id: UUID | None = registration_id
-        self.partner_id: UUID | None = partner_id
-        self.protected_until: date | None = protected_until
-
-    def protects_on(self, day: date) -> bool:
-        return self.protected_until is not None and day <= self.protected_until
-
-    def held_by_other_than(self, partner_id: UUID, day: date) -> bool:
-        return self.protects_on(day) and self.partner_id != partner_id
-
-    def take(self, *, registration_id: UUID, partner_id: UUID, protected_until: date) -> None:
-        self.reclaimed(
-            registration_id=registration_id, partner_id=partner_id, protected_until=protected_until
-        )
-
-    @event("Reclaimed")
-    def reclaimed(self, registration_id: UUID, partner_id: UUID, protected_until: date) -> None:
-        self.registration_id = registration_id
-        self.partner_id = partner_id
-        self.protected_until = protected_until
-
-    def extend(self, *, registration_id: UUID, protected_until: date) -> None:
-        if self.registration_id == registration_id:
-            self.extended(protected_until=protected_until)
-
-    @event("Extended")
-    def extended(self, protected_until: date) -> None:
-        self.protected_until = protected_until
-
-    def release(self, *, registration_id: UUID, reason: str) -> bool:
-        """Let go at once (won, lost, withdrawn, expired); only the holding registration can."""
-        if self.registration_id != registration_id or self.protected_until is None:
-            return False
-        self.released(registration_id=registration_id, reason=reason)
-        return True
-
-    @event("Released")
-    def released(self, registration_id: UUID, reason: str) -> None:
-        self.registration_id = None
-        self.partner_id = None
-        self.protected_until = None
-
-
-@dataclass
-class CustomerClaims:
-    """The claims on every key a customer is known by, for one product line. A registration
-    protected holds them all, taken in the transaction that records it: two registrations that
-    share any key cannot both be protected (the second to save finds the claim moved)."""
-
-    customer_keys: tuple[str, ...]
-    product_line: str
-    held: dict[str, CustomerClaim | None]
-
-    @classmethod
-    def found(
-        cls,
-        customer_keys: Sequence[str],
-        product_line: str,
-        claim: Callable[[UUID], CustomerClaim | None],
-    ) -> CustomerClaims:
-        """The claims on the keys, each as ``claim`` finds it by its id (the log, a batch)."""
-        held = {key: claim(CustomerClaim.create_id(key, product_line)) for key in customer_keys}
-        return cls(tuple(customer_keys), product_line, held)
-
-    def of_partner(self, partner_id: UUID, day: date) -> CustomerClaim | None:
-        """A claim the partner itself holds on one of the keys: it registered this already."""
-        return next(
-            (
-                claim
-                for claim in self.held.values()
-                if claim is not None and claim.protects_on(day) and claim.partner_id == partner_id
-            ),
-            None,
-        )
-
-    def held_by_other_than(self, partner_id: UUID, day: date) -> CustomerClaim | None:
-        return next(
-            (
-                claim
-                for claim in self.held.values()
-                if claim is not None and claim.held_by_other_than(partner_id, day)
-            ),
-            None,
-        )
-
-    def protecting(self, day: date) -> CustomerClaim | None:
-        return next((c for c in self.held.values() if c is not None and c.protects_on(day)), None)
-
-    def protect(self, registration: Registration) -> list[CustomerClaim]:
-        """Every key, held by the registration until its protection ends."""
-        assert registration.protected_until is not None
-        taken = []
-        for key in self.customer_keys:
-            claim = self.held.get(key)
-            if claim is None:
-                claim = CustomerClaim(
-                    customer_key=key,
-                    product_line=self.product_line,
-                    registration_id=registration.id,
-                    partner_id=registration.partner_id,
-                    protected_until=registration.protected_until,
-                )
-                self.held[key] = claim
-            else:
-                claim.take(
-                    registration_id=registration.id,
-                    partner_id=registration.partner_id,
-                    protected_until=registration.protected_until,
-                )
-            taken.append(claim)
-        return taken
-
-    def extend(self, registration_id: UUID, protected_until: date) -> list[CustomerClaim]:
-        extended = []
-        for claim in self.held.values():
-            if claim is not None and claim.registration_id == registration_id:
-                claim.extend(registration_id=registration_id, protected_until=protected_until)
-                extended.append(claim)
-        return extended
-
-    def release(self, registration_id: UUID, reason: str) -> list[CustomerClaim]:
-        return [
-            claim
-            for claim in self.held.values()
-            if claim is not None and claim.release(registration_id=registration_id, reason=reason)
-        ]
