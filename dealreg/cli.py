@@ -70,6 +70,7 @@ def serve(
         log_config=None,
         access_log=True,
         server_header=False,  # what serves the API is nobody's business (OWASP API8)
+        timeout_keep_alive=settings.http_keep_alive_seconds,
     )
 
 

@@ -106,6 +106,13 @@ class ServiceSettings(BaseSettings):
         description="Where tiering reaches the commissions service (a what-if asks it for the "
         "statements).",
     )
+    http_keep_alive_seconds: int = Field(
+        default=75,
+        ge=1,
+        description="How long an idle client connection is kept open. Longer than the idle "
+        "timeout of the clients and load balancers in front (60 s is common), so that the server "
+        "never closes a connection a client is about to reuse.",
+    )
     log_level: str = Field(default="INFO", description="Python log level.")
     log_json: bool = Field(default=True, description="Write logs as JSON lines.")
 

@@ -32,6 +32,7 @@ from services.registration.domain.customers import CustomerIdentity, match_keys
 from services.registration.domain.engagement import Incumbency, RegistrationRuleError
 from services.registration.domain.external_ids import ExternalId
 from services.registration.domain.partners import KnownPartner
+from services.registration.domain.registrations import Registration
 
 
 class BatchIndex(Protocol):
@@ -302,7 +303,7 @@ class Importer:
     ) -> list[RowOutcome]:
         facts = self.facts
         facts.gather([new for _, new in batch], now.date())
-        on_line: dict[str, int] = {}
+        on_line: dict[str, Registration] = {}
         changed: dict[UUID, Aggregate] = {}
         unchanged: dict[UUID, int] = {}
         outcomes = []
@@ -316,11 +317,13 @@ class Importer:
                 else:
                     outcomes.append(RowOutcome(line, "unchanged", told))
                 continue
-            if new.external_id in on_line:
-                already = RegistrationRuleError(
-                    f"the CRM id {new.external_id!r} is already on line {on_line[new.external_id]}"
-                )
-                outcomes.append(RowOutcome(line, "rejected", problem=already))
+            earlier = on_line.get(new.external_id or "")
+            if earlier is not None:  # answered as the same id sent again would be
+                if earlier.partner_id == new.partner_id:
+                    outcomes.append(RowOutcome(line, "unchanged", earlier.id))
+                else:
+                    error = ExternalIdTakenError("registration", earlier.external_id or "", None)
+                    outcomes.append(RowOutcome(line, "rejected", problem=error))
                 continue
             try:
                 submitted = self.app.submitted(new, facts, now)
@@ -330,7 +333,7 @@ class Importer:
             registration = submitted.registration
             facts.recorded(submitted, new.customer.identity)
             if new.external_id:
-                on_line[new.external_id] = line
+                on_line[new.external_id] = registration
             for aggregate in submitted.changed:
                 changed[aggregate.id] = aggregate
             for claim_id, version in submitted.unchanged.items():

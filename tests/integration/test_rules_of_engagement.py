@@ -176,6 +176,7 @@ def test_rule_3_a_conflict_is_recorded_never_approved_while_protected_and_hides_
             "matched_keys": None,
             "score": None,
             "detail": None,
+            "others": None,
         }
     ]
     assert date.fromisoformat(second["may_register_again_on"]) == date.fromisoformat(
@@ -542,7 +543,7 @@ def test_a_registration_that_loses_a_race_is_a_conflict_never_sent_to_review(
     assert approvals[0].status_code == 200, approvals[0].text
     assert lost["status"] == "conflict"
     assert lost["may_register_again_on"]
-    assert [flag["rule"] for flag in lost["flags"]][0] == "first-to-register"
+    assert lost["flags"][0]["rule"] == "first-to-register"
 
 
 def test_lists_page_by_opaque_cursor_and_filter_by_crm_id(clients: Clients) -> None:

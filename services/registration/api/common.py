@@ -104,6 +104,11 @@ class Explanation(BaseModel):
     matched_keys: list[str] | None = None
     score: Decimal | None = None
     detail: str | None = None
+    others: int | None = Field(
+        default=None,
+        description="How many more records this rule matched than are listed: of the possible "
+        "duplicates the strongest five are listed, and the last one listed counts the rest.",
+    )
 
 
 class RegistrationView(BaseModel):

@@ -14,9 +14,10 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field, ValidationError
 
-from services.registration.api.common import App, Now, acting_partner
+from services.registration.api.common import App, Now, acting_partner, rule_problem
 from services.registration.api.contracts import ContractRequest
 from services.registration.api.registrations import RegistrationRequest
+from services.registration.domain.engagement import RegistrationRuleError
 from services.registration.import_lookups import BatchLookups
 from services.registration.importer import Importer, RowOutcome
 from shared.auth import Allow, Principal, Role
@@ -39,7 +40,11 @@ ContractImporting = Annotated[Principal, Depends(Allow(Role.ADMIN, Role.CRM))]
 
 class RowResult(BaseModel):
     line: int
-    status: str = Field(description="recorded, unchanged (CRM id already recorded) or rejected")
+    status: str = Field(
+        description="recorded; unchanged (its CRM id names this partner's registration already, "
+        "recorded before or on an earlier line: `id` names it); or rejected (`problem` says why, "
+        "as a request of its own would be answered)"
+    )
     id: UUID | None = None
     registration_status: str | None = None
     problem: dict[str, Any] | None = None
@@ -209,6 +214,12 @@ def _rejected(line: int, kind: str, detail: str) -> RowResult:
     )
 
 
+def _as_request(error: RegistrationRuleError) -> dict[str, Any]:
+    """A row's problem as the same registration sent alone would be answered."""
+    problem = rule_problem(error)
+    return {"type": f"/problems/{problem.kind}", "detail": problem.detail, **problem.extensions}
+
+
 def _report(outcomes: list[RowOutcome], bad: list[RowResult]) -> ImportReport:
     results = bad + [
         RowResult(
@@ -216,9 +227,7 @@ def _report(outcomes: list[RowOutcome], bad: list[RowResult]) -> ImportReport:
             status=o.status,
             id=o.entity_id,
             registration_status=o.registration_status,
-            problem=None
-            if o.problem is None
-            else {"type": "/problems/rule-of-engagement", "detail": str(o.problem)},
+            problem=None if o.problem is None else _as_request(o.problem),
         )
         for o in outcomes
     ]
