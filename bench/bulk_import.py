@@ -60,12 +60,16 @@ COLUMNS = [
 
 
 def rows(
-    partners: list[uuid.UUID], names: list[str], count: int, seed: int, recorded: list[str]
+    partners: list[uuid.UUID],
+    names: list[str],
+    count: int,
+    seed: int,
+    recorded: list[tuple[str, int]],
 ) -> str:
     """A CSV of ``count`` rows: 70% fresh customers, 8% conflicts with an existing customer of
     another partner, 8% near-duplicates of an existing name, 6% near-duplicates of a row earlier
     in the file, 4% a customer earlier in the file again for another partner, 4% a CRM id
-    already recorded (``recorded``)."""
+    already recorded (``recorded``: each with the index of its partner)."""
     rng = random.Random(seed)
     out = io.StringIO()
     writer = csv.writer(out)
@@ -86,9 +90,9 @@ def rows(
         elif kind < 0.26 and here:  # the same customer as an earlier row, another partner
             name, domain, q = here[rng.randrange(len(here))]
             p = (q + 1) % len(partners)
-        elif kind < 0.30 and recorded:  # a CRM id an earlier import recorded
+        elif kind < 0.30 and recorded:  # a CRM id an earlier import recorded (a CRM's retry)
             name, domain = company(rng), ""
-            external_id = recorded[rng.randrange(len(recorded))]
+            external_id, p = recorded[rng.randrange(len(recorded))]
         else:
             name = company(rng)
             domain = f"{name.replace(' ', '').lower()}-b{seed}-{i}.net"
@@ -164,9 +168,14 @@ def run(
             with psycopg.connect(url, autocommit=True) as conn:
                 conn.execute("ANALYZE")  # as autovacuum would have, in a running system
             # A first, small import: its CRM ids come back in the big one (unchanged).
-            _, first = post(registration, rows(partners, names, 200, 1, []))
+            first_rows = rows(partners, names, 200, 1, [])
+            _, first = post(registration, first_rows)
+            by_line = list(csv.reader(io.StringIO(first_rows)))
+            owner = {str(partner): n for n, partner in enumerate(partners)}
             recorded = [
-                f"BULK-1-{r['line'] - 2:06d}" for r in first["results"] if r["status"] == "recorded"
+                (by_line[r["line"] - 1][-1], owner[by_line[r["line"] - 1][0]])
+                for r in first["results"]
+                if r["status"] == "recorded"
             ]
             caught_up(url, existing + first["recorded"])
             body = rows(partners, names, rows_count, 2, recorded)

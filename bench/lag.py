@@ -56,7 +56,7 @@ import psycopg
 
 from bench.registration_latency import company, enrol
 from bench.report import Figure, record
-from bench.services import SECRET, Service, bench_database, free_port
+from bench.services import SECRET, Service, bench_database, free_port, profiled
 from shared.auth import Role, mint_token
 
 VIEWS = {
@@ -260,6 +260,7 @@ def run(
     partners: int = 20,
     idle: float = 10.0,
     poll_ms: float = 5.0,
+    profile: Path | None = None,
 ) -> list[Figure]:
     logs = Path(tempfile.mkdtemp(prefix="dealreg-bench-logs-"))
     spawn = multiprocessing.get_context("spawn")
@@ -290,8 +291,13 @@ def run(
             )
             poller.start()
             time.sleep(1)
-            sender.start()
-            sender.join()
+            if profile is not None:
+                profile.mkdir(parents=True, exist_ok=True)
+            # Where registration's CPU goes: only the thread holding the GIL is sampled.
+            out = profile / "registration-gil.txt" if profile else None
+            with profiled(registration, out, gil=True):
+                sender.start()
+                sender.join()
             stop_file.touch()
             poller.join(timeout=300)
             cpu = {s.name: cpu_seconds(s.process.pid) - cpu[s.name] for s in services if s.process}
@@ -403,6 +409,7 @@ def main() -> None:
     parser.add_argument("--poll-ms", type=float, default=5.0)
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL"))
     parser.add_argument("--results", type=Path)
+    parser.add_argument("--profile", type=Path, help="py-spy: registration's CPU, by stack")
     args = parser.parse_args()
     figures = run(
         args.database_url,
@@ -411,6 +418,7 @@ def main() -> None:
         partners=args.partners,
         idle=args.idle,
         poll_ms=args.poll_ms,
+        profile=args.profile,
     )
     record(figures, args.results, "python -m bench.lag " + " ".join(sys.argv[1:]))
 

@@ -259,8 +259,15 @@ class RegistrationApplication(ServiceApplication):
             return None
 
     def claims_of(self, customer_keys: Sequence[str], product_line: str) -> CustomerClaims:
+        """The claims on every key, read from the log in one statement."""
+        ids = [CustomerClaim.create_id(key, product_line) for key in customer_keys]
+        found = self.get_many(ids)
         return CustomerClaims.found(
-            customer_keys, product_line, lambda claim_id: self._maybe(claim_id, CustomerClaim)
+            customer_keys,
+            product_line,
+            lambda claim_id: (
+                claim if isinstance(claim := found.get(claim_id), CustomerClaim) else None
+            ),
         )
 
     # --- webhook endpoints ------------------------------------------------------------------

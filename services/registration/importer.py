@@ -9,6 +9,7 @@ views' answers in one statement each), then every row goes through the applicati
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -115,21 +116,21 @@ class ImportedCustomers:
     ) -> list[tuple[UUID, CustomerIdentity]]:
         by_key, entries = self.by_key, self.entries
         counted = sorted((len(positions), key) for key in keys if (positions := by_key.get(key)))
-        probed: list[list[int]] = []
+        shared: Counter[int] = Counter()
         before = 0
         for count, key in counted:
             if before >= self.budget:
                 break
-            probed.append(by_key[key])
+            shared.update(by_key[key])  # counted in C: how many probed keys each shares
             before += count
         own = identity.key
-        # Most keys shared first, then by registration id: as plain tuples, sorted without a
-        # Python call per comparison; the customer key is the one each identity keeps.
+        # Most probed keys shared first, then by registration id: as plain tuples, sorted
+        # without a Python call per comparison.
         ranked = []
-        for index in set().union(*probed):
-            registration_id, other, line, other_keys = entries[index]
+        for index, count in shared.items():
+            registration_id, other, line, _ = entries[index]
             if line == product_line and other.key != own:
-                ranked.append((-len(keys & other_keys), registration_id.int, index))
+                ranked.append((-count, registration_id.int, index))
         ranked.sort()
         return [entries[index][:2] for _, _, index in ranked[: self.limit]]
 

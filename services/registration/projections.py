@@ -136,7 +136,8 @@ _CANDIDATES_SQL = (
     " WHERE is_open"
     "  AND match_keys && ARRAY(SELECT match_key FROM probe WHERE before < %(budget)s)"
     "  AND product_line = %(product_line)s AND customer_key <> %(key)s"
-    " ORDER BY (SELECT count(*) FROM unnest(match_keys) AS k WHERE k = ANY(%(keys)s)) DESC,"
+    " ORDER BY (SELECT count(*) FROM unnest(match_keys) AS k"
+    "  WHERE k IN (SELECT match_key FROM probe WHERE before < %(budget)s)) DESC,"
     "  registration_id"
     f" LIMIT {_CANDIDATES}"
 )
