@@ -16,7 +16,8 @@ row for every registration recorded.
 
 The database is the embedded PostgreSQL (Unix socket) unless ``--database-url`` (or
 BENCH_DATABASE_URL) names a server; a database ``dealreg_bench_<random>`` is created there and
-dropped after. ``--profile DIR`` samples the registration service with py-spy during the import
+dropped after. ``--profile DIR`` samples the registration service's CPU (the thread holding the
+interpreter lock) with py-spy during the import
 (``registration-import.txt``, collapsed stacks).
 """
 
@@ -182,7 +183,7 @@ def run(
             if profile is not None:
                 profile.mkdir(parents=True, exist_ok=True)
             out = profile / "registration-import.txt" if profile else None
-            with profiled(registration, out, threads=True, rate=100):
+            with profiled(registration, out, gil=True, rate=100):
                 elapsed, report = post(registration, body)
                 behind = existing + first["recorded"] + report["recorded"] - deals(url)
                 catch_up = caught_up(url, existing + first["recorded"] + report["recorded"])

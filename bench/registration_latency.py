@@ -36,7 +36,7 @@ import psycopg
 from bench.services import SECRET, Service, bench_database, profiled
 from services.registration.application import RegistrationApplication
 from services.registration.domain.claims import CustomerClaims
-from services.registration.domain.customers import CustomerIdentity
+from services.registration.domain.customers import CustomerIdentity, normalized_name
 from services.registration.domain.engagement import APPROVED, PROTECTION, Decision
 from services.registration.domain.registrations import Registration
 from shared.auth import Role, mint_token
@@ -120,8 +120,14 @@ def grow(database_url: str, partners: list[uuid.UUID], names: list[str], upto: i
     now = datetime(2027, 1, 4, 9, tzinfo=UTC)
     nobody_else = Decision(APPROVED, (), date(2027, 1, 4) + PROTECTION, None, None, None)
     batch: list[object] = []
+    # Each a customer of its own: a name is a customer key too, and one claimed twice is two
+    # registrations protecting one customer, which the rules never record.
+    named = {normalized_name(name) for name in names}
     while len(names) < upto:
         name = company(rng)
+        if normalized_name(name) in named:
+            continue
+        named.add(normalized_name(name))
         n = len(names)
         names.append(name)
         identity = CustomerIdentity.of(
@@ -171,6 +177,7 @@ def request(
         name = company(rng)
         domain = f"{name.replace(' ', '').lower()}-m{i}.net"
     body = {
+        "partner_id": str(partner),
         "customer": {"name": name, "country": "US", "domain": domain},
         "product_line": "cloud",
         "motion": "sell",
