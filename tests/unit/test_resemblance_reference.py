@@ -18,6 +18,7 @@ from services.registration.domain.customers import (
     Resemblance,
     _score,
     resemblance,
+    resemblances,
 )
 
 
@@ -137,3 +138,14 @@ def test_scores_near_the_threshold_round_as_before() -> None:
         assert _score(score) == expected
         assert score >= _BELOW or expected < POSSIBLE_DUPLICATE
     assert _score(84.5) < POSSIBLE_DUPLICATE <= _score(84.50000000000001)  # half-even
+
+
+@settings(max_examples=200)
+@given(st.integers(min_value=0, max_value=2**32))
+def test_resemblances_of_many_candidates_are_each_ones_resemblance(seed: int) -> None:
+    """The batched prefilter drops only candidates that ``resemblance`` would not flag."""
+    rng = random.Random(seed)
+    a = _identity(rng)
+    others = [_identity(rng, like=a if rng.random() < 0.7 else None) for _ in range(30)]
+    assert resemblances(a, others) == [resemblance(a, other) for other in others]
+

@@ -13,7 +13,7 @@ from hashlib import blake2b
 import numpy as np
 from numpy.typing import NDArray
 from publicsuffixlist import PublicSuffixList
-from rapidfuzz import fuzz
+from rapidfuzz import fuzz, process
 
 _LEGAL_SUFFIXES = frozenset(
     {
@@ -301,3 +301,29 @@ def resemblance(a: CustomerIdentity, b: CustomerIdentity) -> Resemblance | None:
     if not matched:
         return None
     return Resemblance(score=max(exact[k] for k in matched), matched=matched)
+
+
+def resemblances(
+    customer: CustomerIdentity, others: Sequence[CustomerIdentity]
+) -> list[Resemblance | None]:
+    """``resemblance`` of the customer to each of the others, the same answers for less: every
+    score that could reach a flag is first computed for all of them in a few calls into
+    rapidfuzz, and ``resemblance`` only scores those with one that does."""
+    if not others:
+        return []
+    label, squashed = customer.label, customer.squashed
+    best = process.cdist(
+        [customer.name], [other.name for other in others], scorer=fuzz.token_sort_ratio
+    )[0]
+    if label:
+        labels = [other.label or "" for other in others]
+        best = np.maximum(best, process.cdist([label], labels, scorer=fuzz.ratio)[0])
+        squashes = [other.squashed for other in others]
+        best = np.maximum(best, process.cdist([label], squashes, scorer=fuzz.ratio)[0])
+    if squashed:
+        labels = [other.label or "" for other in others]
+        best = np.maximum(best, process.cdist([squashed], labels, scorer=fuzz.ratio)[0])
+    return [
+        resemblance(customer, other) if score >= _BELOW else None
+        for other, score in zip(others, best.tolist(), strict=True)
+    ]

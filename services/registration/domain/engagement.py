@@ -32,7 +32,7 @@ from typing import Any
 from uuid import UUID
 
 from services.registration.domain.claims import CustomerClaim, CustomerClaims
-from services.registration.domain.customers import CustomerIdentity, resemblance
+from services.registration.domain.customers import CustomerIdentity, resemblances
 from services.registration.domain.partners import KnownPartner
 
 PROTECTION = timedelta(days=90)
@@ -197,11 +197,14 @@ def possible_duplicates(
     """Near matches, the strongest first. A registration sharing a key with this one is the same
     customer, not a near match: its claim, if protected, makes this a conflict instead."""
     keys = set(customer.keys)
+    others = [
+        (registration_id, other)
+        for registration_id, other in similar
+        if registration_id != itself and not keys.intersection(other.keys)
+    ]
     flags = []
-    for registration_id, other in similar:
-        if registration_id == itself or keys.intersection(other.keys):
-            continue
-        match = resemblance(customer, other)
+    matches = resemblances(customer, [other for _, other in others])
+    for (registration_id, _), match in zip(others, matches, strict=True):
         if match is not None:
             flags.append(
                 Flag(
