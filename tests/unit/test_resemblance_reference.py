@@ -148,4 +148,3 @@ def test_resemblances_of_many_candidates_are_each_ones_resemblance(seed: int) ->
     a = _identity(rng)
     others = [_identity(rng, like=a if rng.random() < 0.7 else None) for _ in range(30)]
     assert resemblances(a, others) == [resemblance(a, other) for other in others]
-
