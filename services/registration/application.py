@@ -215,8 +215,8 @@ def _with_claims(
         )
     if decision.poaching is not None:
         registration.note_poaching(decision.poaching)
-    resting = decision.rests_on_unclaimed_keys and not decision.protects
-    return Submitted(registration, changed, claims.as_read() if resting else {}, claims)
+    unchanged = claims.as_read() if decision.rests_on_unclaimed_keys else {}
+    return Submitted(registration, changed, unchanged, claims)
 
 
 _ATTEMPTS = 10

@@ -74,8 +74,8 @@ class RowOutcome:
 class ImportedCustomers:
     """The customers an import has recorded so far (open registrations all), by match key: what
     the deals view would hold for them had each row been a request of its own, answered as its
-    candidate query would (rarest keys first, up to the probe budget; most shared keys first,
-    up to the same limit)."""
+    candidate query would (rarest keys first, up to the probe budget; most probed keys shared
+    first, up to the same limit)."""
 
     def __init__(self, budget: int = 200, limit: int = 50) -> None:
         self.budget = budget

@@ -156,10 +156,11 @@ class Decision:
 
     @property
     def rests_on_unclaimed_keys(self) -> bool:
-        """Decided because no other partner held the customer: it may be recorded only while the
-        claims are as read. Had another partner protected the customer meanwhile, this
-        registration lost the race: decided again, it is a conflict (rule 3)."""
-        return self.status != CONFLICT
+        """Sent to review because no other partner held the customer, without taking its claims:
+        it may be recorded only while the claims are as read. Had another partner protected the
+        customer meanwhile, this registration lost the race: decided again, it is a conflict
+        (rule 3). (A protected registration writes the claims, which guards it the same way.)"""
+        return self.status == PENDING_REVIEW
 
 
 def decide(facts: Facts) -> Decision:
